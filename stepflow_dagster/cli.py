@@ -47,7 +47,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     flow = load_flow(args.flow)
     analysis = analyze(flow)
     if args.code_policy:
-        from .runtime.policy import describe_code_policy
+        from .runtime import describe_code_policy
 
         analysis.code_policy = {
             n.id: describe_code_policy(n.data, args.code_policy) for n in flow.nodes.values()
@@ -86,6 +86,94 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tweaks(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
+    tweaks = json.loads(raw)
+    if not isinstance(tweaks, dict):
+        raise SystemExit("error: --tweaks takes a JSON object {node id or display name: {field: value}}")
+    return tweaks
+
+
+def run_config(args: argparse.Namespace) -> dict[str, Any]:
+    config: dict[str, Any] = {"tweaks": _tweaks(args.tweaks)}
+    if args.input is not None:
+        config["input_value"] = args.input
+    if args.file:
+        config["files"] = [str(Path(f).resolve()) for f in args.file]
+    level = "DEBUG" if getattr(args, "verbose", False) else "WARNING"
+    return {
+        "resources": {"langflow": {"config": config}},
+        "loggers": {"console": {"config": {"log_level": level}}},
+    }
+
+
+def _failure_lines(result: Any, plan: Any) -> list[str]:
+    lines = []
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        error = event.event_specific_data.error
+        while error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
+            error = error.cause
+        step = plan.step(event.step_key)
+        lines.append(
+            f"error: step {step.name} (node {step.node_id}, {step.display_name}): {error.message.strip()}"
+        )
+    return lines
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    plan = plan_flow(load_flow(args.flow))  # a bad flow fails here, before anything runs
+    import dagster as dg
+
+    from .defs.ops import preview
+    from .defs.single import reconstructable_job
+    from .runtime import decode
+
+    for item in args.var:
+        # Variables reach the step processes through their environment, never through run config.
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"error: --var takes NAME=VALUE, not {item!r}")
+        os.environ[name] = value
+    executor = "in_process" if args.in_process else os.environ.get("STEPFLOW_EXECUTOR", "multiprocess")
+    with tempfile.TemporaryDirectory(prefix="stepflow-run-") as tmp:
+        if os.environ.get("DAGSTER_HOME"):
+            instance = dg.DagsterInstance.get()
+            storage = None
+        else:
+            instance = dg.DagsterInstance.local_temp(tmp)
+            storage = str(Path(tmp) / "storage")
+        with (
+            instance,
+            dg.execute_job(
+                reconstructable_job(args.flow, executor, storage),
+                instance=instance,
+                run_config=run_config(args),
+                raise_on_error=False,
+            ) as result,
+        ):
+            print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}", file=sys.stderr)
+            if not result.success:
+                for line in _failure_lines(result, plan):
+                    print(line, file=sys.stderr)
+                return 1
+            outputs = {}
+            for end in plan.outputs:
+                value = decode(result.output_for_node(end.step, end.field))
+                outputs[end.node] = preview(value, limit=1_000_000)
+    if args.json:
+        print(json.dumps(outputs, indent=2, ensure_ascii=False))
+    else:
+        for node, text in outputs.items():
+            if len(outputs) > 1:
+                print(f"== {node}")
+            print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepflow-dagster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -112,6 +200,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep literal credentials in the plan instead of replacing them by variables",
     )
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("run", help="run a flow as a Dagster job and print its outputs")
+    p.add_argument("flow", help="a Langflow JSON export")
+    p.add_argument("--input", help="the message for the flow's Chat Input or Text Input")
+    p.add_argument(
+        "--file", action="append", default=[], help="a file for the flow's file component (repeatable)"
+    )
+    p.add_argument("--tweaks", help="JSON (or @file.json): {node id or display name: {field: value}}")
+    p.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE", help="a variable, passed by environment"
+    )
+    p.add_argument("--in-process", action="store_true", help="run every step in this process (fastest)")
+    p.add_argument("--json", action="store_true", help="print the outputs as one JSON object by node id")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

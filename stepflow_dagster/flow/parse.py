@@ -53,7 +53,8 @@ def parse_flow(doc: Any, *, default_name: str = "flow", source: str = "") -> Flo
         nodes[node.id] = node
     if not nodes:
         raise FlowError(name, "the flow has no components (only notes, or nothing)")
-    edges = tuple(_parse_edge(name, raw, i, nodes) for i, raw in enumerate(raw_edges))
+    # dict.fromkeys: an edge drawn twice (same ends, same handles) is one edge.
+    edges = tuple(dict.fromkeys(_parse_edge(name, raw, i, nodes) for i, raw in enumerate(raw_edges)))
     flow = Flow(
         name=name,
         nodes=nodes,

@@ -1,0 +1,68 @@
+"""Write the project's own flows as Langflow exports, built with lfx's own components and graph dump.
+
+    uv run python scripts/make_flows.py
+
+The output is committed (flows/document_chunks.json, tests/flows/*.json); rerun after an lfx upgrade.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import version
+from pathlib import Path
+
+from lfx.components.files_and_knowledge.directory import DirectoryComponent
+from lfx.components.flow_controls.conditional_router import ConditionalRouterComponent
+from lfx.components.input_output import ChatOutput, TextInputComponent
+from lfx.components.processing.parser import ParserComponent
+from lfx.components.processing.split_text import SplitTextComponent
+from lfx.graph import Graph
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def document_chunks() -> dict:
+    """Directory -> Split Text -> Parser -> Chat Output: real document work, offline."""
+    folder = DirectoryComponent(_id="Directory-docs1")
+    folder.set(path="flows/samples/docs", types=["md", "txt", "html"])
+    split = SplitTextComponent(_id="SplitText-chnk1")
+    split.set(data_inputs=folder.as_dataframe, chunk_size=200, chunk_overlap=0, separator="\n\n")
+    parse = ParserComponent(_id="ParserComponent-prs01")
+    parse.set(input_data=split.split_text, mode="Parser", pattern="[{file_path}] {text}", sep="\n---\n")
+    out = ChatOutput(_id="ChatOutput-out01")
+    out.set(input_value=parse.parse_combined_text)
+    return Graph(folder, out).dump(
+        name="Document Chunks",
+        description="Reads the documents of a folder, splits them into chunks and prints the chunks.",
+    )
+
+
+def router() -> dict:
+    """Text Input -> If-Else router -> one of two Chat Outputs: the branch not taken must not run."""
+    text = TextInputComponent(_id="TextInput-rt001")
+    text.set(input_value="this is urgent")
+    route = ConditionalRouterComponent(_id="ConditionalRouter-rt002")
+    route.set(input_text=text.text_response, operator="contains", match_text="urgent")
+    urgent = ChatOutput(_id="ChatOutput-urgnt")
+    urgent.set(input_value=route.true_response)
+    normal = ChatOutput(_id="ChatOutput-norml")
+    normal.set(input_value=route.false_response)
+    graph = Graph()
+    for component in (text, route, urgent, normal):
+        graph.add_component(component)
+    graph.prepare()
+    return graph.dump(name="Urgent Router", description="Routes a text to one of two outputs.")
+
+
+def main() -> None:
+    for path, doc in (
+        (ROOT / "flows/document_chunks.json", document_chunks()),
+        (ROOT / "tests/flows/router.json", router()),
+    ):
+        doc["last_tested_version"] = version("lfx")
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+        print("wrote", path.relative_to(ROOT))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""`Definitions` for every flow in a folder: cheap to load (no lfx), the same in every process."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dagster as dg
+
+from ..flow import load_flow
+from ..plan import FlowPlan, plan_flow
+from ..plan.names import unique_names
+from .io_manager import JsonIOManager
+from .jobs import flow_job
+from .resources import LangflowRun
+from .translator import LangflowTranslator
+
+EXECUTORS = ("multiprocess", "forkserver", "in_process")
+# Imported once by the forkserver so each step's process starts with lfx already loaded.
+PRELOAD = ["stepflow_dagster.runtime.preload"]
+
+
+@dataclass(frozen=True)
+class StepflowSettings:
+    flows_dir: Path = Path("flows")
+    executor: str = "multiprocess"
+    max_concurrent: int | None = None
+    storage: str | None = (
+        None  # folder or URL for op outputs; default $STEPFLOW_STORAGE or $DAGSTER_HOME/storage
+    )
+    keep_credentials: bool = False
+    extra_flows: tuple[Path, ...] = field(default=())
+
+    @classmethod
+    def from_env(cls, root: Path) -> StepflowSettings:
+        return cls(
+            flows_dir=Path(os.environ.get("STEPFLOW_FLOWS_DIR", root / "flows")),
+            executor=os.environ.get("STEPFLOW_EXECUTOR", cls.executor),
+            max_concurrent=int(os.environ["STEPFLOW_MAX_CONCURRENT"])
+            if "STEPFLOW_MAX_CONCURRENT" in os.environ
+            else None,
+            storage=os.environ.get("STEPFLOW_STORAGE"),
+        )
+
+
+def executor_for(settings: StepflowSettings) -> dg.ExecutorDefinition:
+    if settings.executor == "in_process":
+        return dg.in_process_executor
+    config: dict[str, object] = {}
+    if settings.max_concurrent:
+        config["max_concurrent"] = settings.max_concurrent
+    if settings.executor == "forkserver":
+        config["start_method"] = {"forkserver": {"preload_modules": PRELOAD}}
+    elif settings.executor != "multiprocess":
+        raise ValueError(
+            f"STEPFLOW_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}"
+        )
+    return dg.multiprocess_executor.configured(config) if config else dg.multiprocess_executor
+
+
+def load_plans(paths: list[Path], *, keep_credentials: bool = False) -> list[FlowPlan]:
+    """Plans for flow files in sorted order; job names made unique (a clash takes the file's stem)."""
+    plans = [plan_flow(load_flow(p), keep_credentials=keep_credentials) for p in sorted(paths)]
+    seen: dict[str, int] = {}
+    for plan in plans:
+        seen[plan.name] = seen.get(plan.name, 0) + 1
+    labels = [p.name if seen[p.name] == 1 else f"{p.name}_{Path(p.source).stem}" for p in plans]
+    return [_renamed(p, n) for p, n in zip(plans, unique_names(labels), strict=True)]
+
+
+def _renamed(plan: FlowPlan, name: str) -> FlowPlan:
+    from dataclasses import replace
+
+    return plan if plan.name == name else replace(plan, name=name)
+
+
+def flow_files(settings: StepflowSettings) -> list[Path]:
+    return sorted(settings.flows_dir.glob("*.json")) + list(settings.extra_flows)
+
+
+def build_definitions(
+    settings: StepflowSettings, translator: LangflowTranslator | None = None
+) -> dg.Definitions:
+    translator = translator or LangflowTranslator()
+    plans = load_plans(flow_files(settings), keep_credentials=settings.keep_credentials)
+    executor = executor_for(settings)
+    io_manager = JsonIOManager(base_path=settings.storage) if settings.storage else JsonIOManager()
+    return dg.Definitions(
+        jobs=[flow_job(plan, translator, executor) for plan in plans],
+        resources={"langflow": LangflowRun(), "io_manager": io_manager},
+    )

@@ -1,0 +1,171 @@
+"""One Dagster op per plan step. The op runs the step's component with the runtime, in its own process.
+
+The runtime (and so lfx) is imported only inside the op's body: loading definitions stays cheap, in every
+process that reloads them.
+
+Values cross to downstream ops as JSON. A live object (Embeddings, a vector store, a tool, ...) or a value
+carrying a secret never does: the op stores a *reference* instead, `{"$ref": {step, output, inputs}}`, with
+the producer's own inputs, and the consumer rebuilds the producer in its own process.
+"""
+
+import os
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+
+from ..plan import FlowPlan, Step, StepInput
+from .resources import LangflowRun
+from .translator import LangflowTranslator
+
+REF = "$ref"
+PREVIEW_CHARS = 2000
+
+
+def is_ref(value: Any) -> bool:
+    return isinstance(value, dict) and REF in value
+
+
+def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
+    """What a person wants to see of a component's output: a message's text, a table's rows, else JSON."""
+    import json
+
+    text = getattr(value, "text", None)
+    if isinstance(text, str):
+        return text[:limit]
+    if hasattr(value, "to_csv"):  # a DataFrame
+        return str(value.to_csv(index=False))[:limit]
+    data = getattr(value, "data", value)
+    if isinstance(data, str):
+        return data[:limit]
+    return json.dumps(data, ensure_ascii=False, default=str)[:limit]
+
+
+def _code_policy() -> str:
+    return os.environ.get("STEPFLOW_CODE_POLICY", "upgrade-stock")
+
+
+def step_op(plan: FlowPlan, step: Step, translator: LangflowTranslator) -> dg.OpDefinition:
+    flow_outputs = {(e.step, e.field) for e in plan.outputs}
+    ins = {
+        i.name: dg.In(dg.Any, description=f"{i.node}.{i.field}" + (" (live object)" if i.live else ""))
+        for i in step.inputs
+    }
+    # Outputs are optional: a router's branch not taken yields nothing, and Dagster skips what follows.
+    outs = {
+        o.name: dg.Out(
+            dg.Any,
+            is_required=False,
+            description=f"{o.node}.{o.output}: {' | '.join(o.types)}"
+            + (" (live: by reference)" if o.live else ""),
+        )
+        for o in step.outputs
+    }
+
+    @dg.op(
+        name=translator.get_op_name(plan, step),
+        description=translator.get_op_description(plan, step),
+        ins=ins,
+        out=outs,
+        tags=dict(translator.get_op_tags(plan, step)),
+        required_resource_keys={"langflow"},
+    )
+    def _component_op(context: dg.OpExecutionContext, **inputs: Any) -> Iterator[dg.Output[Any]]:
+        run: LangflowRun = context.resources.langflow
+        stored, previews = run_step(plan, step, inputs, run)
+        for out in step.outputs:
+            if out.name not in stored:
+                context.log.info(f"{step.node_id}: output {out.output!r} was not produced (branch not taken)")
+                continue
+            value = stored[out.name]
+            metadata: dict[str, Any] = {"node_id": step.node_id}
+            if is_ref(value):
+                metadata["value"] = "by reference: rebuilt by each consumer in its own process"
+            elif (step.name, out.name) in flow_outputs:
+                metadata["flow_output"] = dg.MetadataValue.text(previews[out.name])
+            yield dg.Output(value, out.name, metadata=metadata)
+
+    return _component_op
+
+
+def run_step(
+    plan: FlowPlan, step: Step, inputs: Mapping[str, Any], run: LangflowRun
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Run a step's component here: its outputs by Dagster output name, ready to store, and previews."""
+    from ..runtime import ComponentCall, Redacted, encode, run_component
+
+    # Paths come from the run's config or the flow, not from an untrusted Langflow user: let lfx read them.
+    os.environ.setdefault("LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS", "false")
+
+    values = {i.name: _resolve(plan, i, inputs.get(i.name)) for i in step.inputs}
+    call_inputs = _by_field(step, values)
+    variables = dict(run.variables)
+    tweaks = run.all_tweaks(plan)
+    if step.is_loop:
+        from ..runtime import run_loop
+
+        results = run_loop(
+            plan, step, call_inputs, variables=variables, tweaks=tweaks, code_policy=_code_policy()
+        )
+    else:
+        component = step.components[0]
+        call = ComponentCall(
+            node_id=component.node_id,
+            node_data=component.data,
+            inputs=call_inputs.get(component.node_id, {}),
+            outputs=[o.output for o in step.outputs],
+        )
+        results = run_component(
+            call, variables=variables, tweaks=tweaks, flow_name=plan.flow, code_policy=_code_policy()
+        )
+    stored: dict[str, Any] = {}
+    previews: dict[str, str] = {}
+    for out in step.outputs:
+        if out.output not in results:
+            continue
+        value = results[out.output]
+        if out.live or isinstance(value, Redacted):
+            # Keep the producer's own stored inputs, so a consumer can rebuild it exactly.
+            stored[out.name] = {REF: {"step": step.name, "output": out.output, "inputs": dict(inputs)}}
+        else:
+            stored[out.name] = encode(value)
+            previews[out.name] = preview(value)
+    return stored, previews
+
+
+def _resolve(plan: FlowPlan, step_input: StepInput, value: Any) -> Any:
+    """Stored JSON -> runtime values; references -> the producer's call, rebuilt by the runtime."""
+    from ..runtime import decode
+
+    if step_input.is_list and not isinstance(value, list):
+        value = [] if value is None else [value]
+    if isinstance(value, list) and (step_input.is_list or len(step_input.sources) > 1):
+        return [_resolve_one(plan, v, decode) for v in value]
+    return _resolve_one(plan, value, decode)
+
+
+def _resolve_one(plan: FlowPlan, value: Any, decode: Any) -> Any:
+    from ..runtime import ComponentCall, LiveInput
+
+    if not is_ref(value):
+        return decode(value)
+    ref = value[REF]
+    producer = plan.step(ref["step"])
+    stored_inputs = ref["inputs"]
+    values = {i.name: _resolve(plan, i, stored_inputs.get(i.name)) for i in producer.inputs}
+    component = producer.components[0]
+    call = ComponentCall(
+        node_id=component.node_id,
+        node_data=component.data,
+        inputs=_by_field(producer, values).get(component.node_id, {}),
+        outputs=[ref["output"]],
+    )
+    return LiveInput(call=call, output=ref["output"])
+
+
+def _by_field(step: Step, values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Input values by node id, then by Langflow field name."""
+    out: dict[str, dict[str, Any]] = {}
+    for i in step.inputs:
+        out.setdefault(i.node, {})[i.field] = values[i.name]
+    return out

@@ -1,0 +1,36 @@
+"""A job for one flow file, reconstructable in every step process (for `stepflow-dagster run`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+
+from ..flow import load_flow
+from ..plan import plan_flow
+from .definitions import StepflowSettings, executor_for
+from .io_manager import JsonIOManager
+from .jobs import flow_job
+from .resources import LangflowRun
+from .translator import LangflowTranslator
+
+
+def job_for_flow(
+    flow_path: str, executor: str = "multiprocess", storage: str | None = None
+) -> dg.JobDefinition:
+    plan = plan_flow(load_flow(Path(flow_path)))
+    io_manager = JsonIOManager(base_path=storage) if storage else JsonIOManager()
+    return flow_job(
+        plan,
+        LangflowTranslator(),
+        executor_for(StepflowSettings(executor=executor)),
+        resources={"langflow": LangflowRun(), "io_manager": io_manager},
+    )
+
+
+def reconstructable_job(flow_path: str, executor: str, storage: str | None) -> dg.ReconstructableJob:
+    return dg.build_reconstructable_job(
+        __name__,
+        "job_for_flow",
+        reconstructable_args=(str(Path(flow_path).resolve()), executor, storage),  # type: ignore[arg-type]
+    )
