@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--sizes", default="10,100,1000,2000,5000")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print("| nodes | edges | parse (ms) | plan (ms) | YAML (ms) | total (ms) | µs per node | YAML size (MB) |")
+    print(
+        "| nodes | edges | parse (ms) | plan (ms) | YAML (ms) | total (ms) | µs per node | YAML size (MB) |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in (int(s) for s in args.sizes.split(",")):
         text = json.dumps(synthetic_flow(n))

@@ -54,12 +54,60 @@ def router() -> dict:
     return graph.dump(name="Urgent Router", description="Routes a text to one of two outputs.")
 
 
+def _node(node_id: str, code_file: Path) -> dict:
+    """A node for a custom component's source, as Langflow's editor exports it."""
+    from lfx.custom.utils import create_component_template
+
+    template, _ = create_component_template({"code": code_file.read_text(), "output_types": []})
+    node_type = node_id.split("-")[0]
+    return {"id": node_id, "type": "genericNode", "data": {"id": node_id, "type": node_type, "node": template}}
+
+
+def _stock(component: object) -> dict:
+    node = component.to_frontend_node()  # type: ignore[attr-defined]
+    return {"id": node["id"], "type": "genericNode", "data": node["data"]}
+
+
+def _edge(source: str, output: str, target: str, field: str) -> dict:
+    sh = {"dataType": source.split("-")[0], "id": source, "name": output, "output_types": ["Message"]}
+    th = {"fieldName": field, "id": target, "inputTypes": ["Message"], "type": "str"}
+    return {"source": source, "target": target, "data": {"sourceHandle": sh, "targetHandle": th}}
+
+
+def custom_flows() -> dict[str, dict]:
+    """Flows of custom components from tests/fixtures/components: a secret probe and a flaky step."""
+    fixtures = ROOT / "tests/fixtures/components"
+    text = TextInputComponent(_id="TextInput-in001")
+    text.set(input_value="some text")
+    out = ChatOutput(_id="ChatOutput-out01")
+    probe = {
+        "name": "Secret Probe",
+        "data": {
+            "nodes": [_node("SecretProbe-sp001", fixtures / "secret_probe.py"), _stock(out)],
+            "edges": [_edge("SecretProbe-sp001", "probe", "ChatOutput-out01", "input_value")],
+        },
+    }
+    flaky = {
+        "name": "Flaky",
+        "data": {
+            "nodes": [_stock(text), _node("Flaky-fl001", fixtures / "flaky.py"), _stock(out)],
+            "edges": [
+                _edge("TextInput-in001", "text", "Flaky-fl001", "input_value"),
+                _edge("Flaky-fl001", "out", "ChatOutput-out01", "input_value"),
+            ],
+        },
+    }
+    return {"secret_probe": probe, "flaky": flaky}
+
+
 def main() -> None:
     for path, doc in (
         (ROOT / "flows/document_chunks.json", document_chunks()),
         (ROOT / "tests/flows/router.json", router()),
+        *((ROOT / f"tests/flows/{name}.json", doc) for name, doc in custom_flows().items()),
     ):
         doc["last_tested_version"] = version("lfx")
+        doc["data"]["edges"].sort(key=lambda e: (e["source"], e["target"]))  # lfx dumps edges in set order
         path.write_text(json.dumps(doc, indent=2) + "\n")
         print("wrote", path.relative_to(ROOT))
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import dagster as dg
 
-from ..plan import FlowPlan, Step, StepInput
+from ..plan import FlowPlan, InnerEdge, Step, StepInput
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
@@ -102,11 +102,21 @@ def run_step(
     variables = dict(run.variables)
     tweaks = run.all_tweaks(plan)
     if step.is_loop:
-        from ..runtime import run_loop
+        from ..runtime import run_subgraph
 
-        results = run_loop(
-            plan, step, call_inputs, variables=variables, tweaks=tweaks, code_policy=_code_policy()
+        by_node = run_subgraph(
+            {c.node_id: c.data for c in step.components},
+            [_raw_edge(step, e) for e in step.inner_edges],
+            call_inputs,
+            {o.node: [x.output for x in step.outputs if x.node == o.node] for o in step.outputs},
+            variables=variables,
+            tweaks=tweaks,
+            flow_name=plan.flow,
+            code_policy=_code_policy(),
         )
+        results = {
+            o.name: by_node[o.node][o.output] for o in step.outputs if o.output in by_node.get(o.node, {})
+        }
     else:
         component = step.components[0]
         call = ComponentCall(
@@ -115,15 +125,16 @@ def run_step(
             inputs=call_inputs.get(component.node_id, {}),
             outputs=[o.output for o in step.outputs],
         )
-        results = run_component(
+        values = run_component(
             call, variables=variables, tweaks=tweaks, flow_name=plan.flow, code_policy=_code_policy()
         )
+        results = {o.name: values[o.output] for o in step.outputs if o.output in values}
     stored: dict[str, Any] = {}
     previews: dict[str, str] = {}
     for out in step.outputs:
-        if out.output not in results:
-            continue
-        value = results[out.output]
+        if out.name not in results:
+            continue  # stopped by a router: Dagster skips what follows
+        value = results[out.name]
         if out.live or isinstance(value, Redacted):
             # Keep the producer's own stored inputs, so a consumer can rebuild it exactly.
             stored[out.name] = {REF: {"step": step.name, "output": out.output, "inputs": dict(inputs)}}
@@ -131,6 +142,36 @@ def run_step(
             stored[out.name] = encode(value)
             previews[out.name] = preview(value)
     return stored, previews
+
+
+def _raw_edge(step: Step, edge: InnerEdge) -> dict[str, Any]:
+    """An edge inside a loop step, as a Langflow export writes it (lfx builds the sub-graph from these)."""
+    source = {
+        "dataType": step.component(edge.source).type,
+        "id": edge.source,
+        "name": edge.output,
+        "output_types": list(edge.output_types),
+    }
+    if edge.loop_feedback:  # the item goes back into the Loop's output that accepts it
+        target = {
+            "dataType": step.component(edge.target).type,
+            "id": edge.target,
+            "name": edge.field,
+            "output_types": list(edge.input_types),
+        }
+    else:
+        spec = step.component(edge.target).data["node"]["template"].get(edge.field, {})
+        target = {
+            "fieldName": edge.field,
+            "id": edge.target,
+            "inputTypes": list(edge.input_types),
+            "type": spec.get("type", "str"),
+        }
+    return {
+        "source": edge.source,
+        "target": edge.target,
+        "data": {"sourceHandle": source, "targetHandle": target},
+    }
 
 
 def _resolve(plan: FlowPlan, step_input: StepInput, value: Any) -> Any:

@@ -62,6 +62,8 @@ class InnerEdge:
     target: str
     field: str
     loop_feedback: bool = False
+    output_types: tuple[str, ...] = ()
+    input_types: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,16 @@ class FlowPlan:
                 ),
                 outputs=tuple(StepOutput(**{**o, "types": tuple(o["types"])}) for o in s["outputs"]),
                 variables=tuple(Variable(**v) for v in s["variables"]),
-                inner_edges=tuple(InnerEdge(**e) for e in s["inner_edges"]),
+                inner_edges=tuple(
+                    InnerEdge(
+                        **{
+                            **e,
+                            "output_types": tuple(e["output_types"]),
+                            "input_types": tuple(e["input_types"]),
+                        }
+                    )
+                    for e in s["inner_edges"]
+                ),
             )
             for s in doc["steps"]
         )

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml

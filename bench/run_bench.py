@@ -1,0 +1,91 @@
+"""Wall time of the same flows run by `lfx run`, and by our CLI with each executor.
+
+    uv run python bench/run_bench.py [--repeat 2]
+
+Each cell is the best of --repeat runs of a fresh process (what a user waits for), in seconds; the last
+columns give the time per component above `lfx run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STEPFLOW_SHARED", ROOT.parent / "shared")) / "flows"
+
+
+def flows(tmp: Path) -> list[tuple[str, Path, list[str], dict]]:
+    csv = tmp / "fruits.csv"
+    csv.write_text("name,color,price\napple,red,1.2\nbanana,yellow,0.5\n")
+    docs = str(ROOT / "flows/samples/docs")
+    return [
+        ("hello-world (2)", SHARED / "lfx_template__hello-world.json", ["--input", "hi"], {}),
+        ("document chunks (4)", ROOT / "flows/document_chunks.json", [], {"Directory-docs1": {"path": docs}}),
+        (
+            "dataframe image (4)",
+            SHARED / "langflow_factory__others__dataframe_image.json",
+            ["--file", str(csv)],
+            {"File-g3C6N": {"path": [str(csv)]}},
+        ),
+    ]
+
+
+def timed(args: list[str], env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    res = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise SystemExit(f"{args[:4]} failed:\n{res.stderr[-2000:]}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=2)
+    args = parser.parse_args()
+    env = {**os.environ, "LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS": "false"}
+    env.pop("DAGSTER_HOME", None)
+    cli = [sys.executable, "-m", "stepflow_dagster.cli", "run"]
+    print(
+        "| flow (components) | lfx run | in-process | multiprocess | forkserver + preload | per component above lfx: multiprocess / forkserver |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, flow, inputs, tweaks in flows(Path(tmp)):
+            n = int(label.split("(")[1].rstrip(")"))
+            doc = json.loads(flow.read_text())
+            for node in doc["data"]["nodes"]:
+                for field, value in tweaks.get(node["id"], {}).items():
+                    node["data"]["node"]["template"][field]["value"] = value
+            tweaked = Path(tmp) / "lfx_flow.json"
+            tweaked.write_text(json.dumps(doc))
+            lfx_args = [sys.executable, "-m", "lfx", "run", str(tweaked), "--format", "text"]
+            if "--input" in inputs:
+                lfx_args += ["--input-value", inputs[1]]
+            ours = [*cli, str(flow), *inputs, "--tweaks", json.dumps(tweaks)]
+            cells = {
+                "lfx": min(timed(lfx_args, env) for _ in range(args.repeat)),
+                "in_process": min(timed([*ours, "--in-process"], env) for _ in range(args.repeat)),
+                "multiprocess": min(
+                    timed(ours, {**env, "STEPFLOW_EXECUTOR": "multiprocess"}) for _ in range(args.repeat)
+                ),
+                "forkserver": min(
+                    timed(ours, {**env, "STEPFLOW_EXECUTOR": "forkserver"}) for _ in range(args.repeat)
+                ),
+            }
+            over = [(cells[k] - cells["lfx"]) / n for k in ("multiprocess", "forkserver")]
+            print(
+                f"| {label} | {cells['lfx']:.1f} | {cells['in_process']:.1f} | {cells['multiprocess']:.1f} "
+                f"| {cells['forkserver']:.1f} | {over[0]:.1f} / {over[1]:.1f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""Which code a node runs: its frozen copy from the flow, or the installed lfx component's code.
+
+lfx 1.13 swaps outdated stock code only when custom components are disallowed, a mode that
+refuses any flow holding a node outside its registry (OpenRAG's Secret Input, Create Data).
+Its upgrade checker also calls nodes "breaking" for the DataFrame->Table / Data->JSON type
+renames alone. Our policy is narrower and per node:
+
+- ``frozen``: every node keeps the code stored in the flow.
+- ``upgrade-stock`` (default): a node that is not marked ``edited``, whose type is an installed
+  component (lfx's core index or an installed extension such as lfx-docling / lfx-bundles), and
+  whose declared outputs the installed code still provides, runs the installed code. Edited
+  and unknown nodes keep their frozen code.
+
+The lookup reads lfx's shipped component index (JSON) and scans extension sources as text: it
+never imports lfx's component modules, so ``analyze`` can call it cheaply.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+CodePolicy = Literal["upgrade-stock", "frozen"]
+CODE_POLICIES: tuple[str, ...] = ("upgrade-stock", "frozen")
+
+# Entry-point groups through which lfx discovers installed extension bundles.
+_EXTENSION_GROUPS = ("langflow.extensions", "lfx.bundles")
+_TOOL_OUTPUT_NAME = "component_as_tool"
+_CLASS_RE = re.compile(r"^class (\w+)\(", re.MULTILINE)
+_NAME_ATTR_RE = re.compile(r"^    name(?:\s*:\s*str)?\s*=\s*[\"'](\w+)[\"']", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class CodeDecision:
+    """The code a node will run and why (``code`` is None when the frozen code is kept)."""
+
+    code: str | None
+    description: str
+    upgraded: bool
+
+
+@dataclass(frozen=True)
+class InstalledComponent:
+    code: str
+    source: str  # "lfx core index" or the extension source file
+
+
+def frozen_code(node_data: Mapping[str, Any]) -> str | None:
+    """The code stored in the node (newer exports may store it as a list of lines)."""
+    field = (node_data.get("node") or {}).get("template", {}).get("code")
+    value = field.get("value") if isinstance(field, Mapping) else None
+    if isinstance(value, list):
+        return "\n".join(str(line) for line in value)
+    return value if isinstance(value, str) and value else None
+
+
+def _lfx_dir() -> Path | None:
+    spec = importlib.util.find_spec("lfx")  # locates the package without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@functools.cache
+def _core_index() -> dict[str, str]:
+    """Component type (and lfx's aliases for it) -> installed code, from lfx's shipped index."""
+    lfx_dir = _lfx_dir()
+    if lfx_dir is None:
+        return {}
+    index_path = lfx_dir / "_assets" / "component_index.json"
+    if not index_path.exists():
+        return {}
+    blob = json.loads(index_path.read_bytes())
+    all_types: dict[str, dict[str, Any]] = {}
+    for category, components in blob.get("entries", []):
+        all_types.setdefault(category, {}).update(components)
+    try:
+        from lfx.utils.component_aliases import flatten_components_with_aliases
+
+        flat = flatten_components_with_aliases(all_types)
+    except ImportError:  # the alias helper moved: fall back to exact type keys
+        flat = {k: v for comps in all_types.values() for k, v in comps.items()}
+    out: dict[str, str] = {}
+    for key, entry in flat.items():
+        code_field = entry.get("template", {}).get("code") if isinstance(entry, Mapping) else None
+        code = code_field.get("value") if isinstance(code_field, Mapping) else None
+        if isinstance(code, str) and code:
+            out[key] = code
+    return out
+
+
+@functools.cache
+def _extension_sources() -> dict[str, Path]:
+    """Class names and ``name = "..."`` attributes of installed extension components -> file."""
+    found: dict[str, Path] = {}
+    for group in _EXTENSION_GROUPS:
+        for ep in metadata.entry_points(group=group):
+            top = ep.value.split(":")[0].split(".")[0]
+            spec = importlib.util.find_spec(top)
+            if spec is None or not spec.submodule_search_locations:
+                continue
+            for root in spec.submodule_search_locations:
+                for path in sorted(Path(root).rglob("*.py")):
+                    if path.name == "__init__.py":
+                        continue
+                    text = path.read_text(encoding="utf-8", errors="replace")
+                    for key in (*_CLASS_RE.findall(text), *_NAME_ATTR_RE.findall(text)):
+                        found.setdefault(key, path)
+    return found
+
+
+def installed_component(node_data: Mapping[str, Any]) -> InstalledComponent | None:
+    """The installed component of this node's type, if lfx or an extension provides one."""
+    node_type = str(node_data.get("type") or "")
+    if not node_type:
+        return None
+    core = _core_index()
+    if node_type in core:
+        return InstalledComponent(core[node_type], "lfx core index")
+    sources = _extension_sources()
+    for key in (node_type, f"{node_type}Component"):
+        path = sources.get(key)
+        if path is not None:
+            # Name the file relative to site-packages: "lfx_docling/components/docling/x.py".
+            label = "/".join(path.parts[-4:]) if len(path.parts) >= 4 else str(path)
+            return InstalledComponent(path.read_text(encoding="utf-8"), label)
+    return None
+
+
+def _outputs_and_methods(code: str) -> tuple[dict[str, str | None], set[str]]:
+    """Output(name=..., method=...) declarations and the function names defined in ``code``."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return {}, set()
+    outputs: dict[str, str | None] = {}
+    methods: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            methods.add(node.name)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = (
+                func.id
+                if isinstance(func, ast.Name)
+                else func.attr
+                if isinstance(func, ast.Attribute)
+                else ""
+            )
+            if name != "Output":
+                continue
+            kw = {k.arg: k.value.value for k in node.keywords if isinstance(k.value, ast.Constant)}
+            out_name, method = kw.get("name"), kw.get("method")
+            if isinstance(out_name, str):
+                outputs[out_name] = method if isinstance(method, str) else None
+    return outputs, methods
+
+
+@functools.cache
+def _lfx_module_files(module: str) -> list[Path]:
+    """Source files of an ``lfx.*`` module (a package's own files too), found without importing."""
+    lfx_dir = _lfx_dir()
+    if lfx_dir is None or not module.startswith("lfx."):
+        return []
+    base = lfx_dir.joinpath(*module.split(".")[1:])
+    if base.with_suffix(".py").is_file():
+        return [base.with_suffix(".py")]
+    if base.is_dir():
+        return sorted(base.glob("*.py"))
+    return []
+
+
+@functools.lru_cache(maxsize=512)
+def _base_class_codes(code: str, depth: int = 3) -> tuple[str, ...]:
+    """Sources of the lfx base classes ``code`` imports (outputs are often inherited)."""
+    if depth == 0:
+        return ()
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return ()
+    found: list[str] = []
+    for node in tree.body:
+        if not (isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("lfx.")):
+            continue
+        names = {a.name for a in node.names}
+        if not any(n.startswith("Base") or n.endswith("Component") for n in names):
+            continue
+        for path in _lfx_module_files(node.module):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            if any(re.search(rf"^class {re.escape(n)}\(", text, re.MULTILINE) for n in names):
+                found.append(text)
+                found.extend(_base_class_codes(text, depth - 1))
+    return tuple(found)
+
+
+def _missing_outputs(node_data: Mapping[str, Any], installed_code: str) -> list[str]:
+    """Declared outputs of the node that the installed code no longer provides."""
+    outputs, methods = _outputs_and_methods(installed_code)
+    for base_code in _base_class_codes(installed_code):
+        base_outputs, base_methods = _outputs_and_methods(base_code)
+        outputs = {**base_outputs, **outputs}
+        methods |= base_methods
+    missing = []
+    for out in (node_data.get("node") or {}).get("outputs") or []:
+        name, method = out.get("name"), out.get("method")
+        if name == _TOOL_OUTPUT_NAME:  # synthesized by Component in tool mode
+            continue
+        if name in outputs and (method is None or outputs[name] in (None, method)):
+            continue
+        # Components that add outputs dynamically (File) declare them outside ``outputs``;
+        # the method still existing is what a build needs.
+        if method and method in methods:
+            continue
+        missing.append(str(name))
+    return missing
+
+
+def decide_code(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> CodeDecision:
+    """Decide which code the node runs under ``policy``."""
+    if policy not in CODE_POLICIES:
+        msg = f"unknown code policy {policy!r}; expected one of {', '.join(CODE_POLICIES)}"
+        raise ValueError(msg)
+    frozen = frozen_code(node_data)
+    if frozen is None:
+        return CodeDecision(None, "no embedded code", False)
+    if policy == "frozen":
+        return CodeDecision(None, "kept frozen: policy frozen", False)
+    if (node_data.get("node") or {}).get("edited"):
+        return CodeDecision(None, "kept frozen: edited", False)
+    installed = installed_component(node_data)
+    if installed is None:
+        return CodeDecision(None, "kept frozen: not in registry", False)
+    if installed.code.strip() == frozen.strip():
+        return CodeDecision(None, "frozen code is the installed code", False)
+    missing = _missing_outputs(node_data, installed.code)
+    if missing:
+        return CodeDecision(None, f"kept frozen: installed code lacks output(s) {', '.join(missing)}", False)
+    return CodeDecision(installed.code, f"upgraded to installed code ({installed.source})", True)
+
+
+def describe_code_policy(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> str:
+    """One line for ``analyze``: what the policy does to this node's code."""
+    return decide_code(node_data, policy).description
+
+
+def apply_code_policy(node_data: dict[str, Any], policy: str = "upgrade-stock") -> CodeDecision:
+    """Write the decided code into ``node_data`` (a copy the caller owns) and return the decision."""
+    decision = decide_code(node_data, policy)
+    code_field = node_data.get("node", {}).get("template", {}).get("code")
+    if isinstance(code_field, dict):
+        if decision.code is not None:
+            code_field["value"] = decision.code
+        elif isinstance(code_field.get("value"), list):
+            code_field["value"] = frozen_code(node_data)
+    return decision
