@@ -60,7 +60,8 @@ def _node(node_id: str, code_file: Path) -> dict:
 
     template, _ = create_component_template({"code": code_file.read_text(), "output_types": []})
     node_type = node_id.split("-")[0]
-    return {"id": node_id, "type": "genericNode", "data": {"id": node_id, "type": node_type, "node": template}}
+    data = {"id": node_id, "type": node_type, "node": template}
+    return {"id": node_id, "type": "genericNode", "data": data}
 
 
 def _stock(component: object) -> dict:

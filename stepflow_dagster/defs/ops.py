@@ -14,6 +14,7 @@ from typing import Any
 
 import dagster as dg
 
+from .. import telemetry
 from ..plan import FlowPlan, InnerEdge, Step, StepInput
 from .resources import LangflowRun
 from .translator import LangflowTranslator
@@ -72,7 +73,17 @@ def step_op(plan: FlowPlan, step: Step, translator: LangflowTranslator) -> dg.Op
     )
     def _component_op(context: dg.OpExecutionContext, **inputs: Any) -> Iterator[dg.Output[Any]]:
         run: LangflowRun = context.resources.langflow
-        stored, previews = run_step(plan, step, inputs, run)
+        attributes = {
+            "stepflow.flow": plan.flow,
+            "stepflow.node_id": step.node_id,
+            "stepflow.component_type": step.component_type,
+            "stepflow.display_name": step.display_name,
+            "stepflow.category": step.category,
+            "dagster.step_key": context.get_step_execution_context().step.key,
+            "dagster.attempt": context.retry_number + 1,
+        }
+        with telemetry.step_span(context.run_id, attributes):
+            stored, previews = run_step(plan, step, inputs, run)
         for out in step.outputs:
             if out.name not in stored:
                 context.log.info(f"{step.node_id}: output {out.output!r} was not produced (branch not taken)")

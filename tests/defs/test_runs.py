@@ -61,7 +61,7 @@ def lfx_run(
     tweaks: dict[str, dict[str, Any]] | None = None,
     ok: bool = True,
 ) -> str:
-    """`lfx run` on the same flow, tweaks applied to a copy by lfx's own `process_tweaks` (lfx run takes none)."""
+    """`lfx run` on the same flow, tweaks applied to a copy by lfx's `process_tweaks` (lfx run takes none)."""
     from lfx.processing.process import process_tweaks
 
     doc = json.loads(flow.read_text())
