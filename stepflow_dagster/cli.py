@@ -102,6 +102,12 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         config["input_value"] = args.input
     if args.file:
         config["files"] = [str(Path(f).resolve()) for f in args.file]
+    policies = {}
+    for item in args.code_policy:
+        node, sep, policy = item.rpartition("=")
+        policies[node if sep else "*"] = policy
+    if policies:
+        config["code_policy"] = policies
     level = "DEBUG" if getattr(args, "verbose", False) else "WARNING"
     return {
         "resources": {"langflow": {"config": config}},
@@ -210,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tweaks", help="JSON (or @file.json): {node id or display name: {field: value}}")
     p.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE", help="a variable, passed by environment"
+    )
+    p.add_argument(
+        "--code-policy",
+        action="append",
+        default=[],
+        metavar="[NODE=]POLICY",
+        help="upgrade-stock (default), upgrade or frozen; for one node (id or display name) or all",
     )
     p.add_argument("--in-process", action="store_true", help="run every step in this process (fastest)")
     p.add_argument("--json", action="store_true", help="print the outputs as one JSON object by node id")

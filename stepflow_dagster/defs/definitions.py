@@ -16,7 +16,7 @@ from .jobs import flow_job
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
-EXECUTORS = ("multiprocess", "forkserver", "in_process")
+EXECUTORS = ("multiprocess", "forkserver", "in_process", "k8s")
 # Imported once by the forkserver so each step's process starts with lfx already loaded.
 PRELOAD = ["stepflow_dagster.runtime.preload"]
 
@@ -47,6 +47,10 @@ class StepflowSettings:
 def executor_for(settings: StepflowSettings) -> dg.ExecutorDefinition:
     if settings.executor == "in_process":
         return dg.in_process_executor
+    if settings.executor == "k8s":  # a step per pod; imported lazily (dagster-k8s, kubernetes)
+        from ..k8s.executor import stepflow_k8s_executor
+
+        return stepflow_k8s_executor
     config: dict[str, object] = {}
     if settings.max_concurrent:
         config["max_concurrent"] = settings.max_concurrent
@@ -82,6 +86,10 @@ def flow_files(settings: StepflowSettings) -> list[Path]:
 def build_definitions(
     settings: StepflowSettings, translator: LangflowTranslator | None = None
 ) -> dg.Definitions:
+    if translator is None and settings.executor == "k8s":
+        from ..k8s import K8sTranslator  # places each op on its node pool
+
+        translator = K8sTranslator()
     translator = translator or LangflowTranslator()
     plans = load_plans(flow_files(settings), keep_credentials=settings.keep_credentials)
     executor = executor_for(settings)

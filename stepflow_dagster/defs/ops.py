@@ -42,10 +42,6 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return json.dumps(data, ensure_ascii=False, default=str)[:limit]
 
 
-def _code_policy() -> str:
-    return os.environ.get("STEPFLOW_CODE_POLICY", "upgrade-stock")
-
-
 def step_op(plan: FlowPlan, step: Step, translator: LangflowTranslator) -> dg.OpDefinition:
     flow_outputs = {(e.step, e.field) for e in plan.outputs}
     ins = {
@@ -123,7 +119,7 @@ def run_step(
             variables=variables,
             tweaks=tweaks,
             flow_name=plan.flow,
-            code_policy=_code_policy(),
+            code_policy=run.code_policies(),
         )
         results = {
             o.name: by_node[o.node][o.output] for o in step.outputs if o.output in by_node.get(o.node, {})
@@ -137,7 +133,11 @@ def run_step(
             outputs=[o.output for o in step.outputs],
         )
         values = run_component(
-            call, variables=variables, tweaks=tweaks, flow_name=plan.flow, code_policy=_code_policy()
+            call,
+            variables=variables,
+            tweaks=tweaks,
+            flow_name=plan.flow,
+            code_policy=run.code_policies(),
         )
         results = {o.name: values[o.output] for o in step.outputs if o.output in values}
     stored: dict[str, Any] = {}

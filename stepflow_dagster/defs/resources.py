@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
@@ -36,6 +37,16 @@ class LangflowRun(dg.ConfigurableResource):
         "{node id or display name: {field: value}}.",
     )
     session_id: str | None = Field(default=None, description="Langflow session id for chat components.")
+    code_policy: dict[str, str] = Field(
+        default_factory=dict,
+        description="Which code a node runs, by node id or display name: upgrade-stock (the default: "
+        "stock components run the installed lfx code unless edited), upgrade (even if edited), "
+        "frozen (the export's own code).",
+    )
+
+    def code_policies(self) -> dict[str, str]:
+        """Per node id or display name, "*" the default ($STEPFLOW_CODE_POLICY, else upgrade-stock)."""
+        return {"*": os.environ.get("STEPFLOW_CODE_POLICY", "upgrade-stock"), **self.code_policy}
 
     def all_tweaks(self, plan: FlowPlan) -> dict[str, dict[str, Any]]:
         """The user's tweaks plus the flow's inputs, which are tweaks of the input components."""

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 CodePolicy = Literal["upgrade-stock", "frozen"]
-CODE_POLICIES: tuple[str, ...] = ("upgrade-stock", "frozen")
+# upgrade-stock: stock components run the installed code unless edited in Langflow; upgrade: even edited
+# ones (choose it per node when the frozen code cannot run here); frozen: every node runs its own code.
+CODE_POLICIES: tuple[str, ...] = ("upgrade-stock", "upgrade", "frozen")
 
 # Entry-point groups through which lfx discovers installed extension bundles.
 _EXTENSION_GROUPS = ("langflow.extensions", "lfx.bundles")
@@ -224,8 +226,49 @@ def _missing_outputs(node_data: Mapping[str, Any], installed_code: str) -> list[
     return missing
 
 
+@dataclass(frozen=True)
+class CodePatch:
+    """A known fault of code frozen into older exports, fixed the way the installed lfx code fixes it."""
+
+    name: str
+    old: str
+    new: str
+
+
+# Applied to frozen code kept under upgrade-stock/upgrade (never under `frozen`), and reported by analyze.
+CODE_PATCHES = (
+    # OpenRAG's OpenSearch code names the k-NN method disk_ann whatever the engine; only the jvector
+    # plugin has it. lfx-bundles 1.2.4 picks "disk_ann if engine == jvector else hnsw": do the same.
+    CodePatch(
+        "k-NN method by engine",
+        '"name": "disk_ann",',
+        '"name": "disk_ann" if engine == "jvector" else "hnsw",',
+    ),
+)
+
+
+def _patched(code: str) -> tuple[str, list[str]]:
+    applied = []
+    for patch in CODE_PATCHES:
+        if patch.old in code:
+            code = code.replace(patch.old, patch.new)
+            applied.append(patch.name)
+    return code, applied
+
+
 def decide_code(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> CodeDecision:
-    """Decide which code the node runs under ``policy``."""
+    """Decide which code the node runs under ``policy``; kept frozen code gets the known patches."""
+    decision = _decide(node_data, policy)
+    frozen = frozen_code(node_data)
+    if decision.code is not None or frozen is None or policy == "frozen":
+        return decision
+    code, applied = _patched(frozen)
+    if not applied:
+        return decision
+    return CodeDecision(code, f"{decision.description}; patched: {', '.join(applied)}", False)
+
+
+def _decide(node_data: Mapping[str, Any], policy: str) -> CodeDecision:
     if policy not in CODE_POLICIES:
         msg = f"unknown code policy {policy!r}; expected one of {', '.join(CODE_POLICIES)}"
         raise ValueError(msg)
@@ -234,7 +277,7 @@ def decide_code(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> 
         return CodeDecision(None, "no embedded code", False)
     if policy == "frozen":
         return CodeDecision(None, "kept frozen: policy frozen", False)
-    if (node_data.get("node") or {}).get("edited"):
+    if policy == "upgrade-stock" and (node_data.get("node") or {}).get("edited"):
         return CodeDecision(None, "kept frozen: edited", False)
     installed = installed_component(node_data)
     if installed is None:

@@ -52,9 +52,16 @@ class RunContext:
     variables: Mapping[str, str]
     tweaks: Mapping[str, Any]
     flow_name: str
-    code_policy: str
+    # One policy for every node, or per node id / display name with "*" as the default.
+    code_policy: str | Mapping[str, str]
     # Values resolved from variables/environment in this run: never returned, never logged.
     secrets: set[str] = field(default_factory=set)
+
+
+def policy_for(policy: str | Mapping[str, str], node_id: str, name: str) -> str:
+    if isinstance(policy, str):
+        return policy
+    return policy.get(node_id) or policy.get(name) or policy.get("*") or "upgrade-stock"
 
 
 def display_name(node_data: Mapping[str, Any]) -> str:
@@ -92,7 +99,7 @@ def run_component(
     variables: Mapping[str, str] | None = None,
     tweaks: Mapping[str, Mapping[str, Any]] | None = None,
     flow_name: str = "",
-    code_policy: str = "upgrade-stock",
+    code_policy: str | Mapping[str, str] = "upgrade-stock",
 ) -> dict[str, Any]:
     """Build ``call``'s component here and return ``{output name: value}``.
 
@@ -113,7 +120,7 @@ async def arun_component(
     variables: Mapping[str, str] | None = None,
     tweaks: Mapping[str, Mapping[str, Any]] | None = None,
     flow_name: str = "",
-    code_policy: str = "upgrade-stock",
+    code_policy: str | Mapping[str, str] = "upgrade-stock",
 ) -> dict[str, Any]:
     """Async twin of :func:`run_component` for callers already inside an event loop."""
     ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy)
@@ -182,7 +189,9 @@ async def _resolve_value(call: ComponentCall, field_name: str, value: Any, ctx: 
 def payload_node(call: ComponentCall, ctx: RunContext) -> dict[str, Any]:
     node_data = copy.deepcopy(dict(call.node_data))
     node_data["id"] = call.node_id
-    decision = apply_code_policy(node_data, ctx.code_policy)
+    decision = apply_code_policy(
+        node_data, policy_for(ctx.code_policy, call.node_id, display_name(node_data))
+    )
     log.debug("node %s code: %s", call.node_id, decision.description)
     node = {"id": call.node_id, "type": "genericNode", "data": node_data}
     tweaks = _tweaks_for(node_data, call.node_id, ctx.tweaks)

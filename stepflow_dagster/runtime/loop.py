@@ -35,7 +35,7 @@ def run_subgraph(
     variables: Mapping[str, str] | None = None,
     tweaks: Mapping[str, Mapping[str, Any]] | None = None,
     flow_name: str = "",
-    code_policy: str = "upgrade-stock",
+    code_policy: str | Mapping[str, str] = "upgrade-stock",
 ) -> dict[str, dict[str, Any]]:
     """Run the nodes ``node_datas`` (node id -> node ``data``) joined by ``edges`` in this process.
 
