@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from ..flow import load_flow
 from ..plan import FlowPlan, plan_flow
 from ..plan.names import unique_names
+from .assets import document_sensor, documents_partitions, sink_asset
+from .deployment import load_deployment
 from .io_manager import JsonIOManager
-from .jobs import flow_job
+from .jobs import flow_graph, flow_job
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
@@ -94,7 +97,29 @@ def build_definitions(
     plans = load_plans(flow_files(settings), keep_credentials=settings.keep_credentials)
     executor = executor_for(settings)
     io_manager = JsonIOManager(base_path=settings.storage) if settings.storage else JsonIOManager()
+    jobs: list[Any] = []
+    assets: list[dg.AssetsDefinition] = []
+    sensors: list[dg.SensorDefinition] = []
+    for plan in plans:
+        deployment = load_deployment(Path(plan.source), plan.flow)
+        graph = flow_graph(plan, translator, deployment)
+        jobs.append(flow_job(plan, translator, executor, graph=graph))
+        docs = deployment.documents
+        if docs is not None:
+            partitions = documents_partitions(plan)
+            asset = sink_asset(plan, graph, docs, partitions)
+            asset_job = dg.define_asset_job(
+                f"{plan.name}_documents",
+                selection=[asset.key],
+                partitions_def=partitions,
+                executor_def=executor,
+            )
+            assets.append(asset)
+            jobs.append(asset_job)
+            sensors.append(document_sensor(plan, asset_job, docs, partitions.name or ""))
     return dg.Definitions(
-        jobs=[flow_job(plan, translator, executor) for plan in plans],
+        assets=assets,
+        jobs=jobs,
+        sensors=sensors,
         resources={"langflow": LangflowRun(), "io_manager": io_manager},
     )

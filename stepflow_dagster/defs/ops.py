@@ -10,12 +10,15 @@ the producer's own inputs, and the consumer rebuilds the producer in its own pro
 
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from .. import telemetry
 from ..plan import FlowPlan, InnerEdge, Step, StepInput
+from .deployment import FlowDeployment, expand_env
+from .documents import count_rows, document_path, document_variables, field_value, replacing_chunks
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
@@ -42,7 +45,46 @@ def preview(value: Any, limit: int = PREVIEW_CHARS) -> str:
     return json.dumps(data, ensure_ascii=False, default=str)[:limit]
 
 
-def step_op(plan: FlowPlan, step: Step, translator: LangflowTranslator) -> dg.OpDefinition:
+@dataclass(frozen=True)
+class StepSettings:
+    """What one step of one run uses: the deployment's defaults, overridden by the run's config."""
+
+    tweaks: dict[str, dict[str, Any]]
+    variables: dict[str, str]
+    code_policies: dict[str, str]
+    document: str | None = None  # the partition's document, for an ingestion run
+
+
+def step_settings(
+    plan: FlowPlan, run: LangflowRun, deployment: FlowDeployment, partition_key: str | None
+) -> StepSettings:
+    tweaks: dict[str, dict[str, Any]] = {k: dict(v) for k, v in deployment.run.tweaks.items()}
+    for key, fields in run.all_tweaks(plan).items():
+        tweaks.setdefault(key, {}).update(fields)
+    variables = {**deployment.run.variables, **run.variables}
+    document = None
+    docs = deployment.documents
+    if docs and partition_key is not None:
+        path = document_path(docs.resolved_location(), partition_key)
+        document = str(path)
+        names = (docs.filename_variable, docs.filesize_variable, docs.mimetype_variable)
+        variables = {**document_variables(path, names), **variables}
+        if not run.files:
+            for end in plan.inputs:
+                if end.kind == "file" and end.field:
+                    tweaks.setdefault(end.node, {})[end.field] = [document]
+    return StepSettings(
+        tweaks=expand_env(tweaks),
+        variables=expand_env(variables),
+        code_policies={**run.code_policies(), **deployment.run.code_policy, **run.code_policy},
+        document=document,
+    )
+
+
+def step_op(
+    plan: FlowPlan, step: Step, translator: LangflowTranslator, deployment: FlowDeployment | None = None
+) -> dg.OpDefinition:
+    deployment = deployment or FlowDeployment()
     flow_outputs = {(e.step, e.field) for e in plan.outputs}
     ins = {
         i.name: dg.In(dg.Any, description=f"{i.node}.{i.field}" + (" (live object)" if i.live else ""))
@@ -78,25 +120,50 @@ def step_op(plan: FlowPlan, step: Step, translator: LangflowTranslator) -> dg.Op
             "dagster.step_key": context.get_step_execution_context().step.key,
             "dagster.attempt": context.retry_number + 1,
         }
+        partition = context.partition_key if context.has_partition_key else None
+        settings = step_settings(plan, run, deployment, partition)
+        metadata: dict[str, Any] = {"node_id": step.node_id}
+        docs = deployment.documents
+        sink = docs is not None and settings.document is not None and step.category == "vector_store"
         with telemetry.step_span(context.run_id, attributes):
-            stored, previews = run_step(plan, step, inputs, run)
+            if sink and docs is not None and settings.document is not None:
+                filename = settings.variables.get(docs.filename_variable, "")
+                with replacing_chunks(step, settings.tweaks, docs.document_field, filename, docs.index_body):
+                    stored, previews = run_step(plan, step, inputs, settings)
+                metadata.update(
+                    document=partition,
+                    index=str(field_value(step, settings.tweaks, "index_name")),
+                    chunks_written=_chunks(step, inputs),
+                )
+            else:
+                stored, previews = run_step(plan, step, inputs, settings)
+        selected = context.selected_output_names  # an asset maps only the sink's first output
         for out in step.outputs:
+            if out.name not in selected:
+                continue
             if out.name not in stored:
                 context.log.info(f"{step.node_id}: output {out.output!r} was not produced (branch not taken)")
                 continue
             value = stored[out.name]
-            metadata: dict[str, Any] = {"node_id": step.node_id}
+            out_metadata = dict(metadata)
             if is_ref(value):
-                metadata["value"] = "by reference: rebuilt by each consumer in its own process"
+                out_metadata["value"] = "by reference: rebuilt by each consumer in its own process"
             elif (step.name, out.name) in flow_outputs:
-                metadata["flow_output"] = dg.MetadataValue.text(previews[out.name])
-            yield dg.Output(value, out.name, metadata=metadata)
+                out_metadata["flow_output"] = dg.MetadataValue.text(previews[out.name])
+            yield dg.Output(value, out.name, metadata=out_metadata)
 
     return _component_op
 
 
+def _chunks(step: Step, inputs: Mapping[str, Any]) -> int:
+    from ..runtime import decode
+
+    fed = [decode(inputs[i.name]) for i in step.inputs if i.field == "ingest_data" and i.name in inputs]
+    return count_rows(fed)
+
+
 def run_step(
-    plan: FlowPlan, step: Step, inputs: Mapping[str, Any], run: LangflowRun
+    plan: FlowPlan, step: Step, inputs: Mapping[str, Any], settings: StepSettings
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run a step's component here: its outputs by Dagster output name, ready to store, and previews."""
     from ..runtime import ComponentCall, Redacted, encode, run_component
@@ -106,8 +173,7 @@ def run_step(
 
     values = {i.name: _resolve(plan, i, inputs.get(i.name)) for i in step.inputs}
     call_inputs = _by_field(step, values)
-    variables = dict(run.variables)
-    tweaks = run.all_tweaks(plan)
+    variables, tweaks = settings.variables, settings.tweaks
     if step.is_loop:
         from ..runtime import run_subgraph
 
@@ -119,7 +185,7 @@ def run_step(
             variables=variables,
             tweaks=tweaks,
             flow_name=plan.flow,
-            code_policy=run.code_policies(),
+            code_policy=settings.code_policies,
         )
         results = {
             o.name: by_node[o.node][o.output] for o in step.outputs if o.output in by_node.get(o.node, {})
@@ -137,7 +203,7 @@ def run_step(
             variables=variables,
             tweaks=tweaks,
             flow_name=plan.flow,
-            code_policy=run.code_policies(),
+            code_policy=settings.code_policies,
         )
         results = {o.name: values[o.output] for o in step.outputs if o.output in values}
     stored: dict[str, Any] = {}

@@ -1,0 +1,93 @@
+"""How a flow is deployed, beside its export: `flows/<name>.yaml` next to `flows/<name>.json`.
+
+The export stays untouched; what changes per deployment lives here: default tweaks and variables
+(string values may name environment variables, `${NAME}` or `${NAME:-default}`, expanded in the step's
+process), per-node code policies, and for ingestion flows the document drop location that a sensor watches.
+
+    run:
+      tweaks: {DoclingRemote-Dp3PX: {api_url: "${DOCLING_URL:-http://127.0.0.2:5001}"}}
+      variables: {OWNER: alice}
+      code_policy: {OpenSearchHybrid-Ve6bS: upgrade-stock}
+    documents:
+      location: "${STEPFLOW_DROP_DIR:-var/drop}"   # a folder or any fsspec URL
+      asset_key: [opensearch, documents]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..flow import FlowError
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _env_value(match: re.Match[str]) -> str:
+    name, default = match.group(1), match.group(2)
+    return os.environ.get(name, default if default is not None else match.group(0))
+
+
+def expand_env(value: Any) -> Any:
+    """`${NAME}` / `${NAME:-default}` in strings, recursively; an unset name without default stays as is."""
+    if isinstance(value, str):
+        return _ENV.sub(_env_value, value)
+    if isinstance(value, dict):
+        return {k: expand_env(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_env(v) for v in value]
+    return value
+
+
+class RunDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tweaks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    variables: dict[str, str] = Field(default_factory=dict)
+    code_policy: dict[str, str] = Field(default_factory=dict)
+
+
+class DocumentsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    location: str = Field(description="Folder or fsspec URL that the sensor watches; ${VAR} expanded.")
+    asset_key: list[str] | None = Field(
+        default=None, description="The sink's asset key (default: [job name])."
+    )
+    batch_size: int = Field(default=50, description="Documents hashed per sensor tick (a pass spans ticks).")
+    minimum_interval_seconds: int = Field(default=30, description="Between sensor ticks.")
+    # Variables the flow reads that describe the document itself, filled from it unless the run sets them.
+    filename_variable: str = "FILENAME"
+    filesize_variable: str = "FILESIZE"
+    mimetype_variable: str = "MIMETYPE"
+    # The chunk field that names the document, for replacing a changed document's chunks.
+    document_field: str = "filename"
+    index_body: dict[str, Any] | None = Field(
+        default=None, description="Settings and mappings for the sink's index, created when missing."
+    )
+
+    def resolved_location(self) -> str:
+        return str(expand_env(self.location))
+
+
+class FlowDeployment(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: RunDefaults = Field(default_factory=RunDefaults)
+    documents: DocumentsConfig | None = None
+
+
+def load_deployment(flow_path: Path, flow_name: str) -> FlowDeployment:
+    """The deployment file beside a flow export, or the defaults when there is none."""
+    path = flow_path.with_suffix(".yaml")
+    if not path.exists():
+        return FlowDeployment()
+    try:
+        return FlowDeployment.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    except (yaml.YAMLError, ValueError) as exc:
+        raise FlowError(flow_name, f"bad deployment file {path.name}: {exc}", field=path.name) from exc
