@@ -1,8 +1,29 @@
 #!/usr/bin/env bash
-# Everything the project needs on a fresh machine, idempotent and cached (uv's cache).
+# Everything the project needs on a fresh machine, idempotent and cached (uv's cache, ~/.m2, Go's caches).
+# Each stage prints how long it took.
+#   scripts/setup.sh          # the Python environment, the local services, the Kubernetes control plane
+#   scripts/setup.sh python   # the Python environment only
 set -euo pipefail
 cd "$(dirname "$0")/.."
+WHAT="${1:-all}"
+
+stage() {
+  local name=$1; shift
+  local t0=$SECONDS
+  echo "[setup] $name ..."
+  "$@"
+  echo "[setup] $name: $((SECONDS - t0)) s"
+}
+
 if ! command -v uv >/dev/null 2>&1; then
-  python3 -m pip install --quiet "uv>=0.5"
+  stage "uv" python3 -m pip install --quiet "uv>=0.5"
 fi
-uv sync --frozen --extra openrag
+stage "python environment (uv sync)" uv sync --frozen --extra openrag
+[ "$WHAT" = python ] && exit 0
+# OpenSearch + k-NN (Maven), Docling Serve and the embeddings server (their own venv).
+stage "services" bash services/setup.sh all
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler from Go modules (cached build).
+stage "kubernetes control plane" bash services/kube/build.sh
+if [ -f services/otel/build.sh ]; then
+  stage "otel collector" bash services/otel/build.sh
+fi
