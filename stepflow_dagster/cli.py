@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import submit
 from .flow import Analysis, FlowError, analyze, load_flow
 from .plan import dump_plan, plan_flow
 
@@ -228,6 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the outputs as one JSON object by node id")
     p.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
     p.set_defaults(func=cmd_run)
+
+    submit.add_parser(sub)
     return parser
 
 

@@ -378,7 +378,10 @@ def step_span(run_id: str, attributes: dict[str, Any]) -> Iterator[trace.Span | 
         parent = trace.set_span_in_context(NonRecordingSpan(run_span_context(run_id)))
         label = attributes.get("stepflow.display_name") or attributes.get("stepflow.node_id") or "step"
         span = tracer.start_span(
-            f"component {label}", context=parent, kind=SpanKind.INTERNAL, attributes=_clean(attributes)
+            redact(f"component {label}"),
+            context=parent,
+            kind=SpanKind.INTERNAL,
+            attributes=_clean(attributes),
         )
         span.set_attribute("dagster.run_id", run_id)
         token = otel_context.attach(trace.set_span_in_context(span))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +52,13 @@ class RunDefaults(BaseModel):
     code_policy: dict[str, str] = Field(default_factory=dict)
 
 
+DocumentAttribute = Literal["name", "size", "mimetype", "sha256", "url"]
+
+
+def _openrag_document_variables() -> dict[str, DocumentAttribute]:
+    return {"FILENAME": "name", "FILESIZE": "size", "MIMETYPE": "mimetype"}
+
+
 class DocumentsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -61,10 +68,9 @@ class DocumentsConfig(BaseModel):
     )
     batch_size: int = Field(default=50, description="Documents hashed per sensor tick (a pass spans ticks).")
     minimum_interval_seconds: int = Field(default=30, description="Between sensor ticks.")
-    # Variables the flow reads that describe the document itself, filled from it unless the run sets them.
-    filename_variable: str = "FILENAME"
-    filesize_variable: str = "FILESIZE"
-    mimetype_variable: str = "MIMETYPE"
+    # Variables the flow reads that describe the document itself, filled from it unless the run sets them:
+    # variable -> name | size | mimetype | sha256 | url
+    variables: dict[str, DocumentAttribute] = Field(default_factory=_openrag_document_variables)
     # The chunk field that names the document, for replacing a changed document's chunks.
     document_field: str = "filename"
     index_body: dict[str, Any] | None = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,11 +19,16 @@ def document_path(location: str, partition_key: str) -> UPath:
     return UPath(location) / partition_key
 
 
-def document_variables(path: UPath, names: tuple[str, str, str]) -> dict[str, str]:
-    """FILENAME, FILESIZE and MIMETYPE as the OpenRAG backend sets them for an uploaded document."""
-    filename, filesize, mimetype = names
-    guessed = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-    return {filename: path.name, filesize: str(path.stat().st_size), mimetype: guessed}
+def document_variables(path: UPath, attributes: Mapping[str, str]) -> dict[str, str]:
+    """Variables that describe the document (as OpenRAG's backend sets FILENAME, FILESIZE, MIMETYPE)."""
+    values: dict[str, Any] = {
+        "name": lambda: path.name,
+        "size": lambda: str(path.stat().st_size),
+        "mimetype": lambda: mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+        "sha256": lambda: hashlib.sha256(path.read_bytes()).hexdigest(),
+        "url": lambda: str(path),
+    }
+    return {variable: values[attribute]() for variable, attribute in attributes.items()}
 
 
 def field_value(step: Step, tweaks: Mapping[str, Mapping[str, Any]], field: str) -> Any:

@@ -67,8 +67,7 @@ def step_settings(
     if docs and partition_key is not None:
         path = document_path(docs.resolved_location(), partition_key)
         document = str(path)
-        names = (docs.filename_variable, docs.filesize_variable, docs.mimetype_variable)
-        variables = {**document_variables(path, names), **variables}
+        variables = {**document_variables(path, docs.variables), **variables}
         if not run.files:
             for end in plan.inputs:
                 if end.kind == "file" and end.field:
@@ -127,7 +126,7 @@ def step_op(
         sink = docs is not None and settings.document is not None and step.category == "vector_store"
         with telemetry.step_span(context.run_id, attributes):
             if sink and docs is not None and settings.document is not None:
-                filename = settings.variables.get(docs.filename_variable, "")
+                filename = document_path("/", partition or "").name
                 with replacing_chunks(step, settings.tweaks, docs.document_field, filename, docs.index_body):
                     stored, previews = run_step(plan, step, inputs, settings)
                 metadata.update(
