@@ -123,7 +123,13 @@ def step_op(
         settings = step_settings(plan, run, deployment, partition)
         metadata: dict[str, Any] = {"node_id": step.node_id}
         docs = deployment.documents
-        sink = docs is not None and settings.document is not None and step.category == "vector_store"
+        # The asset's step: the flow's first output (the vector store of an ingestion flow).
+        sink = (
+            docs is not None
+            and settings.document is not None
+            and bool(plan.outputs)
+            and step.name == plan.outputs[0].step
+        )
         with telemetry.step_span(context.run_id, attributes):
             if sink and docs is not None and settings.document is not None:
                 filename = document_path("/", partition or "").name

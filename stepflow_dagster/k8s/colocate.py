@@ -20,6 +20,7 @@ from .placement import POOL_LABEL
 
 COLOCATE_TAG = "stepflow/colocate"
 RUN_ID_LABEL = "dagster/run-id"
+STEP_POD_LABEL, STEP_POD_COMPONENT = "app.kubernetes.io/component", "step_worker"
 TOPOLOGY_KEYS = {"node": "kubernetes.io/hostname", "zone": "topology.kubernetes.io/zone"}
 PREFERRED_WEIGHT = 100
 
@@ -56,8 +57,9 @@ def pod_affinity(colocation: Colocation) -> dict[str, Any]:
     if key is None:
         return {}
     term = {
-        # matchLabelKeys needs a selector to merge into; Exists keeps it to pooled step pods.
-        "label_selector": {"match_expressions": [{"key": POOL_LABEL, "operator": "Exists"}]},
+        # matchLabelKeys needs a selector to merge into, without its keys (the API server refuses
+        # a key in both): keep it to dagster-k8s's step pods.
+        "label_selector": {"match_labels": {STEP_POD_LABEL: STEP_POD_COMPONENT}},
         "match_label_keys": [RUN_ID_LABEL, POOL_LABEL],
         "topology_key": key,
     }

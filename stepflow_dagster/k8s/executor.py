@@ -124,8 +124,10 @@ class StepflowK8sStepHandler(K8sStepHandler):
         )
 
     def _unschedulable(self, job_name: str, namespace: str | None) -> str | None:
-        """The scheduler's message when the Job's pod has been Unschedulable for too long."""
-        pods = self._api_client.core_api.list_namespaced_pod(
+        """Why the Job's pod has not started, once it has waited longer than the timeout: the
+        scheduler's message (Unschedulable), or the Job controller's when it cannot create the pod."""
+        core = self._api_client.core_api
+        pods = core.list_namespaced_pod(
             namespace, label_selector=f"batch.kubernetes.io/job-name={job_name}"
         ).items
         now = datetime.now(UTC)
@@ -135,14 +137,28 @@ class StepflowK8sStepHandler(K8sStepHandler):
             for cond in pod.status.conditions or ():
                 if cond.type != "PodScheduled" or cond.status != "False" or cond.reason != "Unschedulable":
                     continue
-                since = cond.last_transition_time or pod.metadata.creation_timestamp
-                waited = (now - since).total_seconds()
+                waited = (
+                    now - (cond.last_transition_time or pod.metadata.creation_timestamp)
+                ).total_seconds()
                 if waited >= self.unschedulable_timeout:
                     return (
                         f"pod {pod.metadata.name} Unschedulable for {waited:.0f}s "
                         f"(limit {self.unschedulable_timeout:g}s): {cond.message}"
                     )
-        return None
+        if pods:
+            return None
+        # No pod at all: an invalid pod spec (or a quota) makes the Job controller retry forever.
+        events = core.list_namespaced_event(
+            namespace, field_selector=f"involvedObject.name={job_name},reason=FailedCreate"
+        ).items
+        if not events:
+            return None
+        first = min(e.first_timestamp or e.event_time or now for e in events)
+        waited = (now - first).total_seconds()
+        if waited < self.unschedulable_timeout:
+            return None
+        last = max(events, key=lambda e: e.last_timestamp or e.event_time or now)
+        return f"Job {job_name} could not create its pod for {waited:.0f}s: {last.message}"
 
 
 STEPFLOW_K8S_EXECUTOR_CONFIG = merge_dicts(

@@ -19,13 +19,14 @@ from ..flow.analysis import (
 from .model import Component, FlowEnd, FlowPlan, InnerEdge, Source, Step, StepInput, StepOutput, Variable
 from .names import safe_name, unique_names
 
+# First match wins: a vector store that embeds ("...MultiEmbedding") is a vector store.
 _CATEGORY_RULES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("docling", re.compile(r"docling", re.I)),
-    ("embeddings", re.compile(r"embedding", re.I)),
     (
         "vector_store",
         re.compile(r"vectorstore|opensearch|astradb|chroma|pgvector|qdrant|faiss|milvus|weaviate", re.I),
     ),
+    ("embeddings", re.compile(r"embedding", re.I)),
     ("llm", re.compile(r"languagemodel|agent|openaimodel|chatmodel|ollamamodel|anthropic|llm", re.I)),
 )
 _CATEGORY_BY_OUTPUT = {"Embeddings": "embeddings", "VectorStore": "vector_store", "LanguageModel": "llm"}
