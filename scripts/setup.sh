@@ -27,3 +27,11 @@ stage "kubernetes control plane" bash services/kube/build.sh
 if [ -f services/otel/build.sh ]; then
   stage "otel collector" bash services/otel/build.sh
 fi
+# Debian's Chromium for the Dagster UI tests (tests/frontends/test_browser.py); Playwright never downloads one.
+install_chromium() {
+  if command -v chromium >/dev/null 2>&1; then return 0; fi
+  if [ "$(id -u)" != 0 ]; then echo "[setup] chromium missing: run as root to install it"; return 0; fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+}
+stage "chromium" install_chromium

@@ -163,6 +163,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             ) as result,
         ):
             print(f"run {result.run_id}: {'SUCCESS' if result.success else 'FAILURE'}", file=sys.stderr)
+            if storage is not None:  # a temporary instance has no daemon to emit the run's span
+                from . import telemetry
+
+                telemetry.emit_run_span_for(instance, result.run_id)
             if not result.success:
                 for line in _failure_lines(result, plan):
                     print(line, file=sys.stderr)

@@ -60,6 +60,7 @@ SCOPE = "stepflow_dagster"
 SERVICE_NAME = "stepflow-dagster"
 DURATION = "stepflow.component.duration"
 FAILURES = "stepflow.component.failures"
+FLUSH_TIMEOUT_MS = 5000
 _METRIC_KEYS = ("stepflow.flow", "stepflow.component_type", "stepflow.category")
 _SECRET_NAME = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL|AUTH", re.IGNORECASE)
 _MASK = "[redacted]"
@@ -130,10 +131,11 @@ class _Telemetry:
         return self.tracer_provider.get_tracer(SCOPE) if self.tracer_provider else None
 
     def flush(self) -> None:
+        # Bounded: an unreachable collector delays a step by at most this, never fails it.
         if self.tracer_provider:
-            self.tracer_provider.force_flush()
+            self.tracer_provider.force_flush(FLUSH_TIMEOUT_MS)
         if self.meter_provider:
-            self.meter_provider.force_flush()
+            self.meter_provider.force_flush(FLUSH_TIMEOUT_MS)
 
     def shutdown(self) -> None:
         if self.tracer_provider:
@@ -486,7 +488,7 @@ def run_span_sensors(minimum_interval_seconds: int = 5) -> list[Any]:
             default_status=dg.DefaultSensorStatus.RUNNING,
             description="Emits the OpenTelemetry span of each finished run (trace id = run id).",
         )
-        def _sensor(context: dg.RunStatusSensorContext) -> None:
+        def _sensor(context: Any) -> None:  # not dg.RunStatusSensorContext: a string annotation here
             emit_run_span_for(context.instance, context.dagster_run.run_id)
 
         return _sensor

@@ -88,6 +88,8 @@ def document_sensor(
         name=f"{plan.name}_document_drop",
         job=job,
         minimum_interval_seconds=docs.minimum_interval_seconds,
+        # Watching the drop location is what an ingestion deployment is for: on unless stopped in the UI.
+        default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"New or changed documents in {docs.location} -> a partition and a run of {plan.flow!r}.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:

@@ -9,6 +9,7 @@ from typing import Any
 
 import dagster as dg
 
+from .. import telemetry
 from ..flow import load_flow
 from ..plan import FlowPlan, plan_flow
 from ..plan.names import unique_names
@@ -120,6 +121,6 @@ def build_definitions(
     return dg.Definitions(
         assets=assets,
         jobs=jobs,
-        sensors=sensors,
+        sensors=[*telemetry.run_span_sensors(), *sensors],
         resources={"langflow": LangflowRun(), "io_manager": io_manager},
     )
