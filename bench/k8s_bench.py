@@ -62,7 +62,9 @@ def main() -> None:
         assert run.status == dg.DagsterRunStatus.SUCCESS, dep.describe(run_id)
         pods = step_times(dep.events(run_id))
 
-    print(f"cores: {os.cpu_count()}; run wall time: k8s {k8s_wall:.1f} s (launch to end), in-process {local_wall:.1f} s\n")
+    print(
+        f"cores: {os.cpu_count()}; run wall time: k8s {k8s_wall:.1f} s (launch to end), in-process {local_wall:.1f} s\n"
+    )
     print("| step | pool | pod: Job created -> success (s) | in pod: start -> success (s) | in-process (s) |")
     print("|---|---|---|---|---|")
     pools = {"DoclingProbe_dcl01": "docling", "EmbeddingProbe_emb01": "gpu"}

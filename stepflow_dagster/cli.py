@@ -124,7 +124,7 @@ def _failure_lines(result: Any, plan: Any) -> list[str]:
         error = event.event_specific_data.error
         while error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
             error = error.cause
-        step = plan.step(event.step_key)
+        step = plan.step(event.step_key.rsplit(".", 1)[-1])  # asset steps are prefixed by their graph
         lines.append(
             f"error: step {step.name} (node {step.node_id}, {step.display_name}): {error.message.strip()}"
         )
@@ -185,6 +185,60 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    """Materialize the ingestion asset for every document of a folder, one partition per document."""
+    import dagster as dg
+
+    from .defs import StepflowSettings, build_definitions
+    from .defs.assets import scan_documents
+
+    flow = Path(args.flow)
+    plan = plan_flow(load_flow(flow))
+    folder = Path(args.folder).resolve()
+    os.environ["STEPFLOW_DROP_DIR"] = str(folder)  # the deployment's location, read in the step processes
+    with tempfile.TemporaryDirectory(prefix="stepflow-ingest-") as tmp:
+        flows = Path(tmp) / "flows"
+        flows.mkdir()
+        for path in (flow, flow.with_suffix(".yaml")):
+            if path.exists():
+                (flows / path.name).write_bytes(path.read_bytes())
+        storage = None if os.environ.get("DAGSTER_HOME") else str(Path(tmp) / "storage")
+        # One process for every document: lfx is imported once (the daemon's sensor runs use the executor).
+        defs = build_definitions(StepflowSettings(flows_dir=flows, executor="in_process", storage=storage))
+        job_name = f"{plan.name}_documents"
+        if job_name not in {j.name for j in defs.jobs or []}:
+            raise SystemExit(
+                f"error: flow {plan.flow!r} has no documents section in {flow.with_suffix('.yaml')}"
+            )
+        job = defs.resolve_job_def(job_name)
+        partitions = job.partitions_def
+        assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name
+        changed, _ = scan_documents(str(folder), {}, batch_size=10**9)
+        home = os.environ.get("DAGSTER_HOME")
+        instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.local_temp(tmp)
+        failed = 0
+        with instance:
+            instance.add_dynamic_partitions(partitions.name, [doc for doc, _ in changed])
+            for doc, _ in changed:
+                result = job.execute_in_process(
+                    instance=instance,
+                    partition_key=doc,
+                    raise_on_error=False,
+                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                )
+                chunks = [
+                    e.materialization.metadata.get("chunks_written")
+                    for e in result.get_asset_materialization_events()
+                ]
+                written = chunks[0].value if chunks and chunks[0] is not None else "?"
+                print(f"{doc}: {'ingested' if result.success else 'FAILED'}, chunks: {written}")
+                failed += not result.success
+                if not result.success:
+                    for line in _failure_lines(result, plan):
+                        print(line, file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stepflow-dagster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -233,6 +287,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the outputs as one JSON object by node id")
     p.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "ingest", help="ingest every document of a folder with an ingestion flow, in this process"
+    )
+    p.add_argument("folder", help="the documents")
+    p.add_argument(
+        "--flow", default="flows/openrag_ingestion.json", help="the ingestion flow (with its .yaml)"
+    )
+    p.add_argument("--in-process", action="store_true", help="run every step in this process (fastest)")
 
     submit.add_parser(sub)
     return parser

@@ -113,7 +113,7 @@ def test_daemon_ingests_each_dropped_document_once(
     }
     write_docs(drop)
     daemon = subprocess.Popen(
-        [sys.executable, "-m", "dagster", "daemon", "run", "-w", str(workspace)],
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
         env=env,
         cwd=tmp_path,
         stdout=open(tmp_path / "daemon.log", "w"),  # noqa: SIM115
@@ -125,6 +125,7 @@ def test_daemon_ingests_each_dropped_document_once(
         with dg.DagsterInstance.from_config(str(home)) as instance:
 
             def finished() -> list[dg.DagsterRun]:
+                assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
                 return [r for r in instance.get_runs() if r.is_finished]
 
             wait_for(lambda: len(finished()) >= DOCS, 900, f"{DOCS} runs")
