@@ -22,18 +22,11 @@ SHARED = Path(os.environ.get("STEPFLOW_SHARED", ROOT.parent / "shared")) / "flow
 
 
 def flows(tmp: Path) -> list[tuple[str, Path, list[str], dict]]:
-    csv = tmp / "fruits.csv"
-    csv.write_text("name,color,price\napple,red,1.2\nbanana,yellow,0.5\n")
     docs = str(ROOT / "flows/samples/docs")
     return [
         ("hello-world (2)", SHARED / "lfx_template__hello-world.json", ["--input", "hi"], {}),
         ("document chunks (4)", ROOT / "flows/document_chunks.json", [], {"Directory-docs1": {"path": docs}}),
-        (
-            "dataframe image (4)",
-            SHARED / "langflow_factory__others__dataframe_image.json",
-            ["--file", str(csv)],
-            {"File-g3C6N": {"path": [str(csv)]}},
-        ),
+        ("router (4)", ROOT / "tests/flows/router.json", [], {"TextInput-rt001": {"input_value": "urgent: reply"}}),
     ]
 
 

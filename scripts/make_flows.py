@@ -76,8 +76,8 @@ def _edge(source: str, output: str, target: str, field: str) -> dict:
 
 
 def custom_flows() -> dict[str, dict]:
-    """Flows of custom components from tests/fixtures/components: a secret probe and a flaky step."""
-    fixtures = ROOT / "tests/fixtures/components"
+    """Flows of custom components from tests/fixtures/runtime: a secret probe and a flaky step."""
+    fixtures = ROOT / "tests/fixtures/runtime"
     text = TextInputComponent(_id="TextInput-in001")
     text.set(input_value="some text")
     out = ChatOutput(_id="ChatOutput-out01")

@@ -135,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_flow(load_flow(args.flow))  # a bad flow fails here, before anything runs
     import dagster as dg
 
+    from .defs import StepflowSettings
     from .defs.ops import preview
     from .defs.single import reconstructable_job
     from .runtime import decode
@@ -145,7 +146,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not sep or not name:
             raise SystemExit(f"error: --var takes NAME=VALUE, not {item!r}")
         os.environ[name] = value
-    executor = "in_process" if args.in_process else os.environ.get("STEPFLOW_EXECUTOR", "multiprocess")
+    default = os.environ.get("STEPFLOW_EXECUTOR", StepflowSettings.executor)
+    executor = "in_process" if args.in_process else default
     with tempfile.TemporaryDirectory(prefix="stepflow-run-") as tmp:
         if os.environ.get("DAGSTER_HOME"):
             instance = dg.DagsterInstance.get()
@@ -172,7 +174,10 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(line, file=sys.stderr)
                 return 1
             outputs = {}
+            produced = {e.step_key for e in result.all_events if e.event_type_value == "STEP_OUTPUT"}
             for end in plan.outputs:
+                if end.step not in produced:  # a router's branch not taken
+                    continue
                 value = decode(result.output_for_node(end.step, end.field))
                 outputs[end.node] = preview(value, limit=1_000_000)
     if args.json:

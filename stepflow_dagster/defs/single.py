@@ -16,7 +16,7 @@ from .translator import LangflowTranslator
 
 
 def job_for_flow(
-    flow_path: str, executor: str = "multiprocess", storage: str | None = None
+    flow_path: str, executor: str = StepflowSettings.executor, storage: str | None = None
 ) -> dg.JobDefinition:
     plan = plan_flow(load_flow(Path(flow_path)))
     io_manager = JsonIOManager(base_path=storage) if storage else JsonIOManager()

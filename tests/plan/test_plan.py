@@ -9,6 +9,7 @@ import pytest
 from stepflow_dagster.flow import load_flow
 from stepflow_dagster.plan import dump_plan, load_plan, plan_flow
 from tests.conftest import ALL_SHARED, shared_flow
+from tests.flow.test_analysis import OPENRAG_VARIABLES
 
 NAME = re.compile(r"^[A-Za-z0-9_]+$")
 
@@ -69,17 +70,7 @@ def test_openrag_ingestion_plan_in_detail() -> None:
     assert plan.step("DoclingRemote_Dp3PX").category == "docling"
     # Export computes only the output its edge names.
     assert [o.output for o in plan.step("ExportDoclingDocument_zZdRg").outputs] == ["dataframe"]
-    load_from_db = {v.name for v in plan.variables if v.origin == "load_from_db"}
-    assert load_from_db == {
-        "OWNER",
-        "OWNER_NAME",
-        "OWNER_EMAIL",
-        "CONNECTOR_TYPE",
-        "FILENAME",
-        "FILESIZE",
-        "MIMETYPE",
-        "OPENAI_API_KEY",
-    }
+    assert {v.name for v in plan.variables if v.origin == "load_from_db"} == OPENRAG_VARIABLES
     assert [(v.name, v.node, v.field) for v in plan.variables if v.origin == "credential"] == [
         ("OPENSEARCHHYBRID_VE6BS_JWT_TOKEN", "OpenSearchHybrid-Ve6bS", "jwt_token")
     ]
