@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FlowError
+from .gcpause import gc_paused
 from .model import Edge, Flow, Node, Output
 
 NOTE_TYPES = {"noteNode"}
@@ -33,6 +34,7 @@ def load_flow(path: str | Path) -> Flow:
     return parse_flow(doc, default_name=path.stem, source=str(path))
 
 
+@gc_paused
 def parse_flow(doc: Any, *, default_name: str = "flow", source: str = "") -> Flow:
     if not isinstance(doc, dict):
         raise FlowError(default_name, "the document is not a JSON object")

@@ -16,6 +16,7 @@ from ..flow.analysis import (
     loops,
     variables,
 )
+from ..flow.gcpause import gc_paused
 from .model import Component, FlowEnd, FlowPlan, InnerEdge, Source, Step, StepInput, StepOutput, Variable
 from .names import safe_name, unique_names
 
@@ -60,6 +61,7 @@ class _Grouping:
     node_outputs: dict[str, list[StepOutput]]  # node -> its step outputs, in order
 
 
+@gc_paused
 def plan_flow(flow: Flow, *, keep_credentials: bool = False) -> FlowPlan:
     """Convert a validated flow. Literal credentials become variable references unless `keep_credentials`."""
     grouping = _group(flow)
