@@ -26,7 +26,12 @@ def flows(tmp: Path) -> list[tuple[str, Path, list[str], dict]]:
     return [
         ("hello-world (2)", SHARED / "lfx_template__hello-world.json", ["--input", "hi"], {}),
         ("document chunks (4)", ROOT / "flows/document_chunks.json", [], {"Directory-docs1": {"path": docs}}),
-        ("router (4)", ROOT / "tests/flows/router.json", [], {"TextInput-rt001": {"input_value": "urgent: reply"}}),
+        (
+            "router (4)",
+            ROOT / "tests/flows/router.json",
+            [],
+            {"TextInput-rt001": {"input_value": "urgent: reply"}},
+        ),
     ]
 
 

@@ -300,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--flow", default="flows/openrag_ingestion.json", help="the ingestion flow (with its .yaml)"
     )
-    p.add_argument("--in-process", action="store_true", help="run every step in this process (fastest)")
+    p.set_defaults(func=cmd_ingest)
 
     submit.add_parser(sub)
     return parser

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import logging
 import os
 import threading
@@ -109,6 +110,38 @@ def create_app(embedder: Embedder) -> FastAPI:
     @app.get("/v1/models/{model_id:path}")
     def model(model_id: str) -> dict[str, Any]:
         return model_card(model_id)
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request) -> Any:
+        """STAND-IN for a hosted LLM (none is reachable offline): OpenAI's chat protocol, deterministic
+        replies. It answers with the prompt's last user message, prefixed, so tests can see what the
+        flow sent; streamed as server-sent events when asked."""
+        body = await request.json()
+        messages = body.get("messages") or []
+        users = [m for m in messages if m.get("role") == "user"]
+        last = users[-1] if users else (messages[-1] if messages else {})
+        content = last.get("content", "")
+        if isinstance(content, list):  # content parts
+            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+        reply = f"[stand-in LLM] {' '.join(str(content).split())[:400]}"
+        model_name = body.get("model") or "stand-in"
+        base = {"id": "chatcmpl-standin", "created": created, "model": model_name}
+        usage = {"prompt_tokens": len(str(messages)) // 4, "completion_tokens": len(reply) // 4}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        if not body.get("stream"):
+            choice = {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+            return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
+
+        def events() -> Any:
+            chunk = {**base, "object": "chat.completion.chunk"}
+            for delta, finish in (({"role": "assistant", "content": reply}, None), ({}, "stop")):
+                choice = {"index": 0, "delta": delta, "finish_reason": finish}
+                yield f"data: {json.dumps({**chunk, 'choices': [choice]})}\n\n"
+            yield "data: [DONE]\n\n"
+
+        from starlette.responses import StreamingResponse
+
+        return StreamingResponse(events(), media_type="text/event-stream")
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> JSONResponse:

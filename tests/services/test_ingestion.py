@@ -6,6 +6,7 @@ Docling Serve converts, the local OpenAI-compatible endpoint embeds with all-Min
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,3 +164,42 @@ def test_openrag_ingestion_into_opensearch(
     assert len(stored) == again["chess.md"]["chunks_written"] == 1
     assert "most powerful piece" in stored[0]["text"]
     assert client.count(index=index)["count"] == total - metadata["chess.md"]["chunks_written"] + 1
+
+
+def test_ingest_command_and_search_script(
+    deployment_env: Path, opensearch_url: str, embeddings_base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's main command, on two of the bundled documents: ingest a folder, then ask a question."""
+    import subprocess
+    import sys
+
+    folder = deployment_env.parent / "two"
+    folder.mkdir()
+    for name in ("honeybees.docx", "tides.pdf"):
+        shutil.copy(deployment_env / name, folder / name)
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {
+        "OPENSEARCH_INDEX": "test_cli_ingest"
+    }
+    res = subprocess.run(
+        [sys.executable, "-m", "stepflow_dagster.cli", "ingest", str(folder)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (
+        "honeybees.docx: ingested, chunks: " in res.stdout and "tides.pdf: ingested, chunks: " in res.stdout
+    )
+    res = subprocess.run(
+        [sys.executable, "scripts/search.py", "How do bees tell each other where flowers are?"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    first = res.stdout.splitlines()[1]
+    assert "honeybees.docx" in first and "waggle dance" in res.stdout
