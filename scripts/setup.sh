@@ -18,7 +18,7 @@ stage() {
 if ! command -v uv >/dev/null 2>&1; then
   stage "uv" python3 -m pip install --quiet "uv>=0.5"
 fi
-stage "python environment (uv sync)" uv sync --frozen --extra openrag
+stage "python environment (uv sync)" uv sync --frozen --extra openrag --extra starters
 [ "$WHAT" = python ] && exit 0
 # OpenSearch + k-NN (Maven), Docling Serve and the embeddings server (their own venv).
 stage "services" bash services/setup.sh all

@@ -11,20 +11,22 @@ lfx is imported lazily so that importing this module stays cheap.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import copy
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from stepflow_dagster.runtime.code_policy import apply_code_policy
 from stepflow_dagster.runtime.codec import Redacted, encode
 from stepflow_dagster.runtime.errors import ComponentError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _MASK = "**********"
 
@@ -56,6 +58,24 @@ class RunContext:
     code_policy: str | Mapping[str, str]
     # Values resolved from variables/environment in this run: never returned, never logged.
     secrets: set[str] = field(default_factory=set)
+
+
+_LOOP: asyncio.AbstractEventLoop | None = None
+
+
+def run_until_complete(coro: Coroutine[Any, Any, T]) -> T:
+    """Run on one event loop for the life of the process: clients that components cache (httpx, openai)
+    are bound to the loop they were made on, and a loop per call would close theirs under them."""
+    global _LOOP
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        if _LOOP is None or _LOOP.is_closed():
+            _LOOP = asyncio.new_event_loop()
+        return _LOOP.run_until_complete(coro)
+    from lfx.utils.async_helpers import run_until_complete as in_thread  # already inside a loop
+
+    return in_thread(coro)
 
 
 def policy_for(policy: str | Mapping[str, str], node_id: str, name: str) -> str:
@@ -107,8 +127,6 @@ def run_component(
     skips what hangs below them. An output that carries a resolved secret comes back as
     :class:`Redacted`. Failures raise :class:`ComponentError`.
     """
-    from lfx.utils.async_helpers import run_until_complete
-
     ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy)
     result: dict[str, Any] = run_until_complete(_compute(call, ctx, redact=True))
     return result

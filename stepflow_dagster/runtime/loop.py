@@ -44,7 +44,7 @@ def run_subgraph(
     Edges naming a node outside ``node_datas`` are ignored. Returns node id -> {output: value},
     stopped outputs left out and secret-carrying ones :class:`Redacted`, like ``run_component``.
     """
-    from lfx.utils.async_helpers import run_until_complete
+    from stepflow_dagster.runtime.component import run_until_complete
 
     ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy)
     result: dict[str, dict[str, Any]] = run_until_complete(

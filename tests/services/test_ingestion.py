@@ -202,4 +202,4 @@ def test_ingest_command_and_search_script(
     )
     assert res.returncode == 0, res.stderr
     first = res.stdout.splitlines()[1]
-    assert "honeybees.docx" in first and "waggle dance" in res.stdout
+    assert "honeybees.docx" in first and "Forager bees" in first

@@ -63,7 +63,10 @@ def lfx_output(flow: Path, input_value: str, tweaks: dict) -> str:
 def test_basic_prompting_equals_lfx_run_against_the_stand_in(stand_in_llm: str, tmp_path: Path) -> None:
     flow = shared_flow("langflow_starter__Basic_Prompting.json")
     question = "What is a vector store?"
-    ours = dagster_output(flow, {"input_value": question}, tmp_path)
+    # The 1.13 Language Model reads the 1.5 export's model fields differently: run the export's own code,
+    # as `lfx run` does (upgrade-stock would swap in the installed code).
+    policy = {"code_policy": {"LanguageModelComponent-kBOja": "frozen"}}
+    ours = dagster_output(flow, {"input_value": question, **policy}, tmp_path)
     assert ours == f"[stand-in LLM] {question}"
     assert ours == lfx_output(flow, question, {})
 
@@ -72,6 +75,7 @@ def test_document_qa_reads_the_file_and_asks_the_stand_in(stand_in_llm: str, tmp
     flow = shared_flow("langflow_starter__Document_Q_A.json")
     doc = tmp_path / "note.txt"
     doc.write_text("The lighthouse keeper lit the lamp at dusk every day for forty years.")
-    ours = dagster_output(flow, {"input_value": "Who lit the lamp?", "files": [str(doc)]}, tmp_path)
+    policy = {"code_policy": {"LanguageModelComponent-htMuI": "frozen"}}
+    ours = dagster_output(flow, {"input_value": "Who lit the lamp?", "files": [str(doc)], **policy}, tmp_path)
     assert ours.startswith("[stand-in LLM]")
     assert ours == lfx_output(flow, "Who lit the lamp?", {"File-b2gOG": {"path": [str(doc)]}})
