@@ -8,7 +8,6 @@ carrying a secret never does: the op stores a *reference* instead, `{"$ref": {st
 the producer's own inputs, and the consumer rebuilds the producer in its own process.
 """
 
-import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -172,9 +171,6 @@ def run_step(
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run a step's component here: its outputs by Dagster output name, ready to store, and previews."""
     from ..runtime import ComponentCall, Redacted, encode, run_component
-
-    # Paths come from the run's config or the flow, not from an untrusted Langflow user: let lfx read them.
-    os.environ.setdefault("LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS", "false")
 
     values = {i.name: _resolve(plan, i, inputs.get(i.name)) for i in step.inputs}
     call_inputs = _by_field(step, values)

@@ -344,19 +344,12 @@ def redact_output(call: ComponentCall, name: str, value: Any, ctx: RunContext) -
 
 @contextlib.contextmanager
 def local_file_access(node_data: Mapping[str, Any]) -> Iterator[None]:
-    """Let a node with file fields read absolute paths (what a run's inputs give).
+    """Let a node read the absolute paths a run gives it (file fields, a Directory's path, ...).
 
-    lfx 1.13 confines local files to its storage dir unless restrict_local_file_access is off;
-    we turn it off only while such a node builds, and put it back afterwards.
+    lfx 1.13 confines local files to its storage dir unless restrict_local_file_access is off: that
+    guards a multi-user Langflow server; here the paths come from the run's config or the flow. We turn
+    it off only while the node builds, and put it back afterwards.
     """
-    template = (node_data.get("node") or {}).get("template") or {}
-    has_file_field = any(
-        isinstance(f, Mapping) and (f.get("type") == "file" or f.get("_input_type") == "FileInput")
-        for f in template.values()
-    )
-    if not has_file_field:
-        yield
-        return
     from lfx.services.deps import get_settings_service
 
     service = get_settings_service()

@@ -112,7 +112,9 @@ def test_dataframe_image_flow_fails_like_lfx_run(instance: dg.DagsterInstance, t
     """The published export's edited DataFrame Operations code uses `pd` without importing it."""
     flow = shared_flow("langflow_factory__others__dataframe_image.json")
     csv = ROOT / "tests" / "fixtures" / "runtime" / "fruits.csv"
-    result = execute(flow, instance, tmp_path / "io", {"files": [str(csv)]})
+    # Fresh step processes: lfx execs component code in shared namespaces, so a repaired copy of this
+    # flow run earlier in the same process (tests/runtime) would lend it its `pd`.
+    result = execute(flow, instance, tmp_path / "io", {"files": [str(csv)]}, executor="multiprocess")
     assert not result.success
     failed = [e for e in result.all_events if e.is_step_failure]
     assert [e.step_key for e in failed] == ["DataFrameOperationsComponent_wfbGg"]

@@ -12,7 +12,7 @@ from tests.runtime.conftest import flow_nodes
 
 OPENRAG_EXPECTED = {
     "SplitText-QIKhg": "kept frozen: edited",
-    "OpenSearchHybrid-Ve6bS": "kept frozen: edited",
+    "OpenSearchHybrid-Ve6bS": "kept frozen: edited; patched: k-NN method by engine",
     "AdvancedDynamicFormBuilder-81Exw": "kept frozen: edited",
     "SecretInput-F34VJ": "kept frozen: edited",
     "EmbeddingModel-eZ6bT": "upgraded to installed code (lfx core index)",
