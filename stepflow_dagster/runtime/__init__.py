@@ -13,7 +13,6 @@ from stepflow_dagster.runtime.codec import Redacted, decode, encode
 from stepflow_dagster.runtime.component import (
     ComponentCall,
     LiveInput,
-    arun_component,
     run_component,
     secret_fields,
     variable_fields,
@@ -28,7 +27,6 @@ __all__ = [
     "LiveInput",
     "Redacted",
     "apply_code_policy",
-    "arun_component",
     "decide_code",
     "decode",
     "describe_code_policy",

@@ -132,19 +132,6 @@ def run_component(
     return result
 
 
-async def arun_component(
-    call: ComponentCall,
-    *,
-    variables: Mapping[str, str] | None = None,
-    tweaks: Mapping[str, Mapping[str, Any]] | None = None,
-    flow_name: str = "",
-    code_policy: str | Mapping[str, str] = "upgrade-stock",
-) -> dict[str, Any]:
-    """Async twin of :func:`run_component` for callers already inside an event loop."""
-    ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy)
-    return await _compute(call, ctx, redact=True)
-
-
 def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | str) -> ComponentError:
     if isinstance(exc, ComponentError):
         return exc
@@ -159,7 +146,7 @@ def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | s
 async def _compute(call: ComponentCall, ctx: RunContext, *, redact: bool) -> dict[str, Any]:
     try:
         inputs = await resolve_inputs(call, ctx)
-        with local_file_access(call.node_data):
+        with local_file_access():
             component, stopped = await _instantiate(call, inputs, ctx)
             results: dict[str, Any] = {}
             for name in call.outputs:
@@ -343,7 +330,7 @@ def redact_output(call: ComponentCall, name: str, value: Any, ctx: RunContext) -
 
 
 @contextlib.contextmanager
-def local_file_access(node_data: Mapping[str, Any]) -> Iterator[None]:
+def local_file_access() -> Iterator[None]:
     """Let a node read the absolute paths a run gives it (file fields, a Directory's path, ...).
 
     lfx 1.13 confines local files to its storage dir unless restrict_local_file_access is off: that

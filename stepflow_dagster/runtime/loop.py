@@ -97,7 +97,7 @@ async def _arun_subgraph(
         results: dict[str, dict[str, Any]] = {}
         for node_id, names in outputs.items():
             current = calls[node_id]
-            with local_file_access(current.node_data):
+            with local_file_access():
                 component, stopped = build_vertex_component(graph, node_id, resolved[node_id], ctx)
                 values = {name: await compute_output(component, current, name) for name in names}
             results[node_id] = {
