@@ -191,16 +191,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """Materialize the ingestion asset for every document of a folder, one partition per document."""
+    """Ingest every document of a folder with an ingestion flow: batch runs of the flow's asset, in this
+    process, one partition per document (its path in the folder)."""
     import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from .defs import StepflowSettings, build_definitions
-    from .defs.assets import scan_documents
+    from .defs.assets import _listing
+    from .defs.deployment import load_deployment
 
     flow = Path(args.flow)
     plan = plan_flow(load_flow(flow))
+    docs = load_deployment(flow, plan.flow).documents
+    if docs is None:
+        raise SystemExit(f"error: flow {plan.flow!r} has no documents section in {flow.with_suffix('.yaml')}")
     folder = Path(args.folder).resolve()
     os.environ["STEPFLOW_DROP_DIR"] = str(folder)  # the deployment's location, read in the step processes
+    size = args.batch or docs.max_documents_per_run
     with tempfile.TemporaryDirectory(prefix="stepflow-ingest-") as tmp:
         flows = Path(tmp) / "flows"
         flows.mkdir()
@@ -208,36 +215,40 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             if path.exists():
                 (flows / path.name).write_bytes(path.read_bytes())
         storage = None if os.environ.get("DAGSTER_HOME") else str(Path(tmp) / "storage")
-        # One process for every document: lfx is imported once (the daemon's sensor runs use the executor).
+        # One process for every run: lfx is imported once (the daemon's sensor runs use the executor).
         defs = build_definitions(StepflowSettings(flows_dir=flows, executor="in_process", storage=storage))
-        job_name = f"{plan.name}_documents"
-        if job_name not in {j.name for j in defs.jobs or []}:
-            raise SystemExit(
-                f"error: flow {plan.flow!r} has no documents section in {flow.with_suffix('.yaml')}"
-            )
-        job = defs.resolve_job_def(job_name)
+        job = defs.resolve_job_def(f"{plan.name}_documents")
         partitions = job.partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name
-        changed, _ = scan_documents(str(folder), {}, batch_size=10**9)
+        documents = [rel for rel, _ in _listing(str(folder))]
         home = os.environ.get("DAGSTER_HOME")
         instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.local_temp(tmp)
         failed = 0
         with instance:
-            instance.add_dynamic_partitions(partitions.name, [doc for doc, _ in changed])
-            for doc, _ in changed:
+            known = set(instance.get_dynamic_partitions(partitions.name))
+            instance.add_dynamic_partitions(partitions.name, [d for d in documents if d not in known])
+            order = [d for d in instance.get_dynamic_partitions(partitions.name) if d in set(documents)]
+            for start in range(0, len(order), size):
+                batch = order[start : start + size]
                 result = job.execute_in_process(
                     instance=instance,
-                    partition_key=doc,
                     raise_on_error=False,
-                    run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
+                    tags={
+                        ASSET_PARTITION_RANGE_START_TAG: batch[0],
+                        ASSET_PARTITION_RANGE_END_TAG: batch[-1],
+                    },
+                    run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
                 )
-                chunks = [
-                    e.materialization.metadata.get("chunks_written")
-                    for e in result.get_asset_materialization_events()
-                ]
-                written = chunks[0].value if chunks and chunks[0] is not None else "?"
-                print(f"{doc}: {'ingested' if result.success else 'FAILED'}, chunks: {written}")
-                failed += not result.success
+                done = {}
+                for event in result.get_asset_materialization_events():
+                    mat = event.materialization
+                    done[mat.partition] = mat.metadata["dagster/row_count"].value
+                for doc in batch:
+                    if doc in done:
+                        print(f"{doc}: ingested, chunks: {done[doc]}")
+                    else:
+                        failed += 1
+                        print(f"{doc}: FAILED")
                 if not result.success:
                     for line in _failure_lines(result, plan):
                         print(line, file=sys.stderr)
@@ -299,6 +310,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("folder", help="the documents")
     p.add_argument(
         "--flow", default="flows/openrag_ingestion.json", help="the ingestion flow (with its .yaml)"
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=None,
+        help="documents per run (default: the deployment's max_documents_per_run)",
     )
     p.set_defaults(func=cmd_ingest)
 

@@ -1,35 +1,53 @@
-"""Ingestion flows as assets: the flow's sink is a graph-backed asset partitioned by document, and a sensor
-turns a drop location's new or changed documents into partitions and runs."""
+"""Ingestion flows as assets: the flow's sink is a graph-backed asset with one partition per document, a
+sensor turns a drop location's new, changed and removed documents into batch runs, and a removal job
+deletes the chunks of documents that are gone.
 
-from __future__ import annotations
+What the sensor knows lives in the instance, not in its cursor: a document's latest materialization
+carries its content hash as the data version (and the size and mtime it was hashed at), runs in flight
+name their partition ranges in their tags. The cursor keeps where the pass stopped and the attempts of
+documents that failed, so it stays small however many documents the location holds.
+"""
+
 
 import hashlib
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 from upath import UPath
 
 from ..plan import FlowPlan
-from .deployment import DocumentsConfig
+from .batch import content_version
+from .deployment import DocumentsConfig, FlowDeployment
+from .resources import LangflowRun
+
+REMOVED = "removed"  # the data version of a document whose chunks were removed
 
 
 def documents_partitions(plan: FlowPlan) -> dg.DynamicPartitionsDefinition:
     return dg.DynamicPartitionsDefinition(name=f"{plan.name}_documents")
 
 
+def asset_key(plan: FlowPlan, docs: DocumentsConfig) -> dg.AssetKey:
+    return dg.AssetKey(docs.asset_key or [plan.name])
+
+
 def sink_asset(
     plan: FlowPlan, graph: dg.GraphDefinition, docs: DocumentsConfig, partitions: dg.PartitionsDefinition
 ) -> dg.AssetsDefinition:
-    key = dg.AssetKey(docs.asset_key or [plan.name])
     return dg.AssetsDefinition.from_graph(
         graph,
-        keys_by_output_name={"result": key},
+        keys_by_output_name={"result": asset_key(plan, docs)},
         partitions_def=partitions,
         group_name="stepflow",
         descriptions_by_output_name={
             "result": f"Documents ingested by the Langflow flow {plan.flow!r}, one partition per document."
         },
+        # A backfill of many documents (from the UI) runs them in batches: each op once per batch.
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=docs.max_documents_per_run),
     )
 
 
@@ -40,75 +58,239 @@ def _listing(location: str) -> list[tuple[str, UPath]]:
     found = []
     for path in root.rglob("*"):
         rel = path.relative_to(root).as_posix()
-        if path.is_file() and not any(part.startswith(".") for part in rel.split("/")):
+        if not any(part.startswith(".") for part in rel.split("/")) and path.is_file():
             found.append((rel, path))
     return sorted(found, key=lambda item: item[0])
 
 
-def _digest(path: UPath) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
+def _stamp(path: UPath) -> list[Any]:
+    info = path.stat()
+    return [info.st_size, getattr(info, "st_mtime", None)]
 
 
-def scan_documents(
-    location: str, cursor: dict[str, Any], batch_size: int
-) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """One page of a pass over the location: (document, content hash) that are new or changed, and the
-    next cursor. A pass spans ticks (`after` is where it stopped); every pass re-checks every document, so
-    a missed event is caught on the next pass. Unchanged size and mtime skip the hash."""
-    seen: dict[str, list[Any]] = cursor.get("seen", {})
-    after: str = cursor.get("after", "")
-    page = [(rel, path) for rel, path in _listing(location) if rel > after][:batch_size]
-    changed = []
-    for rel, path in page:
-        info = path.stat()
-        stamp = [info.st_size, getattr(info, "st_mtime", None)]
-        known = seen.get(rel)
-        if known and known[:2] == stamp:
+def latest_versions(
+    instance: dg.DagsterInstance, key: dg.AssetKey, documents: Sequence[str]
+) -> dict[str, tuple[str, list[Any]]]:
+    """Per document: the data version and [size, mtime] of its latest materialization (two queries)."""
+    if not documents:
+        return {}
+    storage = instance.event_log_storage
+    ids = storage.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(documents)
+    )
+    if not ids:
+        return {}
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    found: dict[str, tuple[str, list[Any]]] = {}
+    for record in records:
+        mat = record.asset_materialization
+        if mat is None or mat.partition is None:
             continue
-        digest = _digest(path)
-        if not known or known[2] != digest:
-            changed.append((rel, digest))
-        seen[rel] = [*stamp, digest]
-    done = len(page) < batch_size
-    return changed, {
-        "seen": seen,
-        "after": "" if done else page[-1][0],
-        "passes": cursor.get("passes", 0) + done,
-    }
+        meta = mat.metadata
+        stamp = [getattr(meta.get(k), "value", None) for k in ("stepflow/size", "stepflow/mtime")]
+        found[mat.partition] = ((mat.tags or {}).get(DATA_VERSION_TAG, ""), stamp)
+    return found
+
+
+def runs_in_flight(instance: dg.DagsterInstance, job_names: Iterable[str], partitions: str) -> set[str]:
+    """Documents that a queued or running run of these jobs will ingest or remove."""
+    statuses = [
+        dg.DagsterRunStatus.QUEUED,
+        dg.DagsterRunStatus.NOT_STARTED,
+        dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING,
+    ]
+    order: list[str] | None = None
+    busy: set[str] = set()
+    for job in job_names:
+        for run in instance.get_runs(dg.RunsFilter(job_name=job, statuses=statuses)):
+            tags = run.tags
+            if "stepflow/removing" in tags:
+                busy.update(json.loads(tags["stepflow/removing"]))
+            elif "dagster/partition" in tags:
+                busy.add(tags["dagster/partition"])
+            elif ASSET_PARTITION_RANGE_START_TAG in tags:
+                order = order if order is not None else list(instance.get_dynamic_partitions(partitions))
+                first = order.index(tags[ASSET_PARTITION_RANGE_START_TAG])
+                last = order.index(tags[ASSET_PARTITION_RANGE_END_TAG])
+                busy.update(order[first : last + 1])
+    return busy
+
+
+def _batches(needed: set[str], order: Sequence[str], size: int) -> list[list[str]]:
+    """Consecutive partitions (a run targets a range) that all need a run, at most ``size`` each."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for key in order:
+        if key in needed and len(current) < size:
+            current.append(key)
+            continue
+        if current:
+            batches.append(current)
+        current = [key] if key in needed else []
+    if current:
+        batches.append(current)
+    return batches
 
 
 def document_sensor(
-    plan: FlowPlan, job: dg.UnresolvedAssetJobDefinition, docs: DocumentsConfig, partitions_name: str
+    plan: FlowPlan,
+    job: "dg.UnresolvedAssetJobDefinition",
+    removal: dg.JobDefinition,
+    docs: DocumentsConfig,
+    partitions_name: str,
 ) -> dg.SensorDefinition:
+    key = asset_key(plan, docs)
+
     @dg.sensor(
         name=f"{plan.name}_document_drop",
-        job=job,
+        jobs=[job, removal],
         minimum_interval_seconds=docs.minimum_interval_seconds,
         # Watching the drop location is what an ingestion deployment is for: on unless stopped in the UI.
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New or changed documents in {docs.location} -> a partition and a run of {plan.flow!r}.",
+        description=f"New, changed or removed documents in {docs.location} -> batch runs of {plan.flow!r}.",
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
-        changed, cursor = scan_documents(docs.resolved_location(), cursor, docs.batch_size)
-        known = set(context.instance.get_dynamic_partitions(partitions_name))
-        new = sorted({rel for rel, _ in changed} - known)
-        return dg.SensorResult(
-            # run_key: a document dropped twice with the same content runs once; changed content runs again.
-            run_requests=[
+        after: str = cursor.get("after", "")
+        attempts: dict[str, list[Any]] = cursor.get("attempts", {})
+        instance = context.instance
+        listing = _listing(docs.resolved_location())
+        page = [(rel, path) for rel, path in listing if rel > after][: docs.page_size]
+        done = len(page) < docs.page_size
+        upto = None if done else page[-1][0]
+        known = list(instance.get_dynamic_partitions(partitions_name))
+        known_set = set(known)
+        busy = runs_in_flight(instance, [job.name, removal.name], partitions_name)
+        latest = latest_versions(instance, key, [rel for rel, _ in page if rel in known_set])
+        failed = set(
+            instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(
+                key
+            )
+        )
+        needed: dict[str, str] = {}  # document -> content hash
+        for rel, path in page:
+            if rel in busy:
+                continue  # never two versions of one document at once: it is looked at again next pass
+            version, stamp = latest.get(rel, ("", []))
+            if version and version != REMOVED and stamp == _stamp(path):
+                attempts.pop(rel, None)
+                continue  # unchanged since it was hashed and ingested
+            digest = content_version(path)[0]
+            if digest == version:
+                attempts.pop(rel, None)
+                continue  # touched, same content
+            tried = attempts.get(rel)
+            if tried and tried[0] == digest and rel in failed:
+                if tried[1] >= docs.max_attempts:
+                    continue  # failed max_attempts times on this content: waits for a new version
+                tried[1] += 1
+            else:
+                attempts[rel] = [digest, 1]
+            needed[rel] = digest
+        new = [rel for rel, _ in page if rel in needed and rel not in known_set]
+        order = known + new
+        requests = []
+        for batch in _batches(set(needed), order, docs.max_documents_per_run):
+            digest = hashlib.sha256(json.dumps([[d, needed[d]] for d in batch]).encode()).hexdigest()
+            requests.append(
                 dg.RunRequest(
-                    run_key=f"{rel}:{digest}",
-                    partition_key=rel,
-                    tags={"stepflow/document": rel, "stepflow/content_sha256": digest},
+                    job_name=job.name,
+                    # A tick evaluated twice (a daemon restarted mid-tick) requests each batch once.
+                    run_key=f"ingest:{digest}",
+                    tags={
+                        ASSET_PARTITION_RANGE_START_TAG: batch[0],
+                        ASSET_PARTITION_RANGE_END_TAG: batch[-1],
+                        "stepflow/documents": str(len(batch)),
+                    },
                 )
-                for rel, digest in changed
-            ],
+            )
+        if docs.remove_missing:
+            present = {rel for rel, _ in page}
+            gone = [
+                k
+                for k in known
+                if k > after and (upto is None or k <= upto) and k not in present and k not in busy
+            ]
+            for start in range(0, len(gone), 500):
+                chunk = gone[start : start + 500]
+                digest = hashlib.sha256(json.dumps(chunk).encode()).hexdigest()
+                requests.append(
+                    dg.RunRequest(
+                        job_name=removal.name,
+                        run_key=f"remove:{digest}:{cursor.get('passes', 0)}",
+                        run_config={"ops": {removal.name: {"config": {"documents": chunk}}}},
+                        tags={"stepflow/removing": json.dumps(chunk)},
+                    )
+                )
+                for k in chunk:
+                    attempts.pop(k, None)
+        next_cursor = {
+            "after": "" if done else (upto or ""),
+            "passes": cursor.get("passes", 0) + done,
+            "attempts": attempts,
+        }
+        return dg.SensorResult(
+            run_requests=requests,
             dynamic_partitions_requests=[dg.AddDynamicPartitionsRequest(partitions_name, new)] if new else [],
-            cursor=json.dumps(cursor),
+            cursor=json.dumps(next_cursor, separators=(",", ":")),
         )
 
     return _sensor
+
+
+def removal_job(
+    plan: FlowPlan, deployment: FlowDeployment, partitions_name: str, executor: dg.ExecutorDefinition
+) -> dg.JobDefinition:
+    """Delete the chunks of documents removed from the drop location, then their partitions."""
+    docs = deployment.documents
+    assert docs is not None
+    name = f"{plan.name}_removal"
+    sink = plan.step(plan.outputs[0].step)
+    key = asset_key(plan, docs)
+
+    @dg.op(
+        name=name,
+        required_resource_keys={"langflow"},
+        tags={"stepflow/flow": plan.flow},
+        config_schema={"documents": dg.Field([str], description="Document paths in the drop location.")},
+    )
+    def _remove(context: dg.OpExecutionContext) -> Iterable[dg.AssetMaterialization]:
+        from ..runtime import ComponentCall, build_component
+        from ..sinks import open_chunks
+        from .ops import step_settings
+
+        run: LangflowRun = context.resources.langflow
+        settings = step_settings(plan, run, deployment, None)
+        component = sink.components[0]
+        instance = build_component(
+            ComponentCall(component.node_id, component.data, {}, []),
+            variables=settings.variables,
+            tweaks=settings.tweaks,
+            flow_name=plan.flow,
+            code_policy=settings.code_policies,
+        )
+        chunks = open_chunks(sink.component_type, instance, docs.document_field)
+        if chunks is None:
+            raise dg.Failure(f"no known vector store behind {sink.node_id} ({sink.component_type})")
+        found = chunks.ids(context.op_config["documents"])
+        chunks.delete([i for ids in found.values() for i in ids])
+        for document in context.op_config["documents"]:
+            yield dg.AssetMaterialization(
+                asset_key=key,
+                partition=document,
+                description="removed from the drop location: its chunks are deleted",
+                metadata={"dagster/row_count": 0, "removed_chunks": len(found[document])},
+                tags={DATA_VERSION_TAG: REMOVED},
+            )
+            context.instance.delete_dynamic_partition(partitions_name, document)
+
+    return dg.JobDefinition(
+        name=name,
+        graph_def=dg.GraphDefinition(name=name, node_defs=[_remove]),
+        executor_def=executor,
+        description=f"Removes documents that left {docs.location} from the index of {plan.flow!r}.",
+    )

@@ -13,7 +13,7 @@ from .. import telemetry
 from ..flow import load_flow
 from ..plan import FlowPlan, plan_flow
 from ..plan.names import unique_names
-from .assets import document_sensor, documents_partitions, sink_asset
+from .assets import document_sensor, documents_partitions, removal_job, sink_asset
 from .deployment import load_deployment
 from .io_manager import JsonIOManager
 from .jobs import flow_graph, flow_job
@@ -117,9 +117,10 @@ def build_definitions(
                 partitions_def=partitions,
                 executor_def=executor,
             )
+            removal = removal_job(plan, deployment, partitions.name or "", executor)
             assets.append(asset)
-            jobs.append(asset_job)
-            sensors.append(document_sensor(plan, asset_job, docs, partitions.name or ""))
+            jobs.extend([asset_job, removal])
+            sensors.append(document_sensor(plan, asset_job, removal, docs, partitions.name or ""))
     return dg.Definitions(
         assets=assets,
         jobs=jobs,

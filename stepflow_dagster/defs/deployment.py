@@ -52,11 +52,13 @@ class RunDefaults(BaseModel):
     code_policy: dict[str, str] = Field(default_factory=dict)
 
 
-DocumentAttribute = Literal["name", "size", "mimetype", "sha256", "url"]
+DocumentAttribute = Literal["path", "name", "size", "mimetype", "sha256", "url"]
 
 
 def _openrag_document_variables() -> dict[str, DocumentAttribute]:
-    return {"FILENAME": "name", "FILESIZE": "size", "MIMETYPE": "mimetype"}
+    # FILENAME is what OpenRAG's chunks carry as `filename`: the document's path in the drop location,
+    # so that two report.md in two folders are two documents, each replaced on its own.
+    return {"FILENAME": "path", "FILESIZE": "size", "MIMETYPE": "mimetype"}
 
 
 class DocumentsConfig(BaseModel):
@@ -66,12 +68,26 @@ class DocumentsConfig(BaseModel):
     asset_key: list[str] | None = Field(
         default=None, description="The sink's asset key (default: [job name])."
     )
-    batch_size: int = Field(default=50, description="Documents hashed per sensor tick (a pass spans ticks).")
+    page_size: int = Field(
+        default=1000, description="Documents listed and checked per sensor tick (a pass spans ticks)."
+    )
+    max_documents_per_run: int = Field(
+        default=25,
+        description="Documents per run: each op processes them all in one process (the asset's "
+        "BackfillPolicy, and the sensor's batches).",
+        ge=1,
+    )
+    max_attempts: int = Field(
+        default=3, description="Runs a failing document gets (the sensor retries it on later passes).", ge=1
+    )
+    remove_missing: bool = Field(
+        default=True, description="A document removed from the location has its chunks removed."
+    )
     minimum_interval_seconds: int = Field(default=30, description="Between sensor ticks.")
     # Variables the flow reads that describe the document itself, filled from it unless the run sets them:
-    # variable -> name | size | mimetype | sha256 | url
+    # variable -> path | name | size | mimetype | sha256 | url
     variables: dict[str, DocumentAttribute] = Field(default_factory=_openrag_document_variables)
-    # The chunk field that names the document, for replacing a changed document's chunks.
+    # The chunk field that holds the document's path (FILENAME), for replacing and removing its chunks.
     document_field: str = "filename"
     index_body: dict[str, Any] | None = Field(
         default=None, description="Settings and mappings for the sink's index, created when missing."

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
+from dagster._core.definitions.data_version import DATA_VERSION_TAG
 
 from .. import telemetry
 from ..plan import FlowPlan, InnerEdge, Step, StepInput
 from .deployment import FlowDeployment, expand_env
-from .documents import count_rows, document_path, document_variables, field_value, replacing_chunks
+from .documents import count_rows, document_path, document_variables
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
@@ -66,7 +67,7 @@ def step_settings(
     if docs and partition_key is not None:
         path = document_path(docs.resolved_location(), partition_key)
         document = str(path)
-        variables = {**document_variables(path, docs.variables), **variables}
+        variables = {**document_variables(path, partition_key, docs.variables), **variables}
         if not run.files:
             for end in plan.inputs:
                 if end.kind == "file" and end.field:
@@ -118,29 +119,17 @@ def step_op(
             "dagster.step_key": context.get_step_execution_context().step.key,
             "dagster.attempt": context.retry_number + 1,
         }
-        partition = context.partition_key if context.has_partition_key else None
-        settings = step_settings(plan, run, deployment, partition)
+        if deployment.documents is not None and (
+            context.has_partition_key or context.has_partition_key_range
+        ):
+            # An ingestion asset's run: every document of the run's partition range, in this one process.
+            with telemetry.step_span(context.run_id, attributes):
+                yield from batch_op(context, plan, step, deployment, inputs)
+            return
+        settings = step_settings(plan, run, deployment, None)
         metadata: dict[str, Any] = {"node_id": step.node_id}
-        docs = deployment.documents
-        # The asset's step: the flow's first output (the vector store of an ingestion flow).
-        sink = (
-            docs is not None
-            and settings.document is not None
-            and bool(plan.outputs)
-            and step.name == plan.outputs[0].step
-        )
         with telemetry.step_span(context.run_id, attributes):
-            if sink and docs is not None and settings.document is not None:
-                filename = document_path("/", partition or "").name
-                with replacing_chunks(step, settings.tweaks, docs.document_field, filename, docs.index_body):
-                    stored, previews = run_step(plan, step, inputs, settings)
-                metadata.update(
-                    document=partition,
-                    index=str(field_value(step, settings.tweaks, "index_name")),
-                    chunks_written=_chunks(step, inputs),
-                )
-            else:
-                stored, previews = run_step(plan, step, inputs, settings)
+            stored, previews = run_step(plan, step, inputs, settings)
         selected = context.selected_output_names  # an asset maps only the sink's first output
         for out in step.outputs:
             if out.name not in selected:
@@ -159,6 +148,76 @@ def step_op(
     return _component_op
 
 
+def batch_op(
+    context: dg.OpExecutionContext,
+    plan: FlowPlan,
+    step: Step,
+    deployment: FlowDeployment,
+    inputs: Mapping[str, Any],
+) -> Iterator[Any]:
+    """One step of a batch run: its component for each document; the sink replaces each document's chunks
+    and reports each document as a materialization of its partition, or as failed."""
+    from ..sinks import open_chunks
+    from .batch import describe_failure, run_batch
+
+    run: LangflowRun = context.resources.langflow
+    docs = deployment.documents
+    assert docs is not None
+    documents = list(context.partition_keys)
+    sink = bool(plan.outputs) and step.name == plan.outputs[0].step
+    chunks, old = None, {}
+    if sink:
+        from ..runtime import ComponentCall, build_component
+
+        settings = step_settings(plan, run, deployment, documents[0])
+        component = step.components[0]
+        instance = build_component(
+            ComponentCall(component.node_id, component.data, {}, []),
+            variables=settings.variables,
+            tweaks=settings.tweaks,
+            flow_name=plan.flow,
+            code_policy=settings.code_policies,
+        )
+        chunks = open_chunks(step.component_type, instance, docs.document_field)
+        if chunks is not None:
+            chunks.ensure_index(docs.index_body)
+            old = chunks.ids(documents)  # deleted once a document's new chunks are written
+    result = run_batch(plan, step, inputs, run, deployment, documents)
+    if chunks is not None:
+        chunks.delete([i for d in result.done for i in old.get(d, [])])
+    for document, f in result.failures.items():
+        if f["$failed"]["step"] == step.name:
+            context.log.warning(f"document failed: {describe_failure(document, f)}")
+    if not sink:
+        for name in context.selected_output_names:
+            if name in result.outputs:
+                yield dg.Output(result.outputs[name], name, metadata={"documents": len(result.done)})
+        return
+    key = dg.AssetKey(docs.asset_key or [plan.name])
+    for document in result.done:
+        sha256, size, mtime = result.versions[document]
+        metadata: dict[str, Any] = {
+            "dagster/row_count": _chunks(step, result.values[document]),
+            "document": document,
+            "node_id": step.node_id,
+            "replaced_chunks": len(old.get(document, [])),
+            "stepflow/size": size,
+            "stepflow/mtime": mtime,
+        }
+        if chunks is not None:
+            metadata["index"] = chunks.index
+        yield dg.AssetMaterialization(
+            asset_key=key, partition=document, metadata=metadata, tags={DATA_VERSION_TAG: sha256}
+        )
+    if result.failures:
+        lines = [describe_failure(d, f) for d, f in sorted(result.failures.items())]
+        raise dg.Failure(
+            description=f"{len(lines)} of {len(documents)} documents failed:\n" + "\n".join(lines),
+            metadata={"failed_documents": sorted(result.failures)},
+            allow_retries=False,
+        )
+
+
 def _chunks(step: Step, inputs: Mapping[str, Any]) -> int:
     from ..runtime import decode
 
@@ -167,7 +226,11 @@ def _chunks(step: Step, inputs: Mapping[str, Any]) -> int:
 
 
 def run_step(
-    plan: FlowPlan, step: Step, inputs: Mapping[str, Any], settings: StepSettings
+    plan: FlowPlan,
+    step: Step,
+    inputs: Mapping[str, Any],
+    settings: StepSettings,
+    live_cache: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run a step's component here: its outputs by Dagster output name, ready to store, and previews."""
     from ..runtime import ComponentCall, Redacted, encode, run_component
@@ -205,6 +268,7 @@ def run_step(
             tweaks=tweaks,
             flow_name=plan.flow,
             code_policy=settings.code_policies,
+            live_cache=live_cache,
         )
         results = {o.name: values[o.output] for o in step.outputs if o.output in values}
     stored: dict[str, Any] = {}

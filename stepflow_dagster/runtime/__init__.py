@@ -13,6 +13,7 @@ from stepflow_dagster.runtime.codec import Redacted, decode, encode
 from stepflow_dagster.runtime.component import (
     ComponentCall,
     LiveInput,
+    build_component,
     run_component,
     secret_fields,
     variable_fields,
@@ -27,6 +28,7 @@ __all__ = [
     "LiveInput",
     "Redacted",
     "apply_code_policy",
+    "build_component",
     "decide_code",
     "decode",
     "describe_code_policy",

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +60,8 @@ class RunContext:
     code_policy: str | Mapping[str, str]
     # Values resolved from variables/environment in this run: never returned, never logged.
     secrets: set[str] = field(default_factory=set)
+    # Live inputs already rebuilt in this process, shared by the documents of a batch (see live_key).
+    live_cache: dict[str, Any] | None = None
 
 
 _LOOP: asyncio.AbstractEventLoop | None = None
@@ -120,16 +124,62 @@ def run_component(
     tweaks: Mapping[str, Mapping[str, Any]] | None = None,
     flow_name: str = "",
     code_policy: str | Mapping[str, str] = "upgrade-stock",
+    live_cache: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build ``call``'s component here and return ``{output name: value}``.
 
     Outputs that a router stopped (``stop(output)``) are left out of the result: the caller
     skips what hangs below them. An output that carries a resolved secret comes back as
-    :class:`Redacted`. Failures raise :class:`ComponentError`.
+    :class:`Redacted`. Failures raise :class:`ComponentError`. Calls that pass the same
+    ``live_cache`` rebuild an identical live input (same producer, inputs, tweaks and variables) once.
     """
-    ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy)
+    ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy, live_cache=live_cache)
     result: dict[str, Any] = run_until_complete(_compute(call, ctx, redact=True))
     return result
+
+
+def build_component(
+    call: ComponentCall,
+    *,
+    variables: Mapping[str, str] | None = None,
+    tweaks: Mapping[str, Mapping[str, Any]] | None = None,
+    flow_name: str = "",
+    code_policy: str | Mapping[str, str] = "upgrade-stock",
+) -> Any:
+    """The component instance of ``call``, built and configured as for a run, without computing outputs.
+
+    For code beside a component that must talk to the same service the same way (a vector store's
+    client, with the same URL, authentication and SSL settings); the instance never leaves the process.
+    """
+    ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy)
+
+    async def build() -> Any:
+        try:
+            with local_file_access():
+                component, _ = await _instantiate(call, await resolve_inputs(call, ctx), ctx)
+        except Exception as exc:
+            raise component_error(ctx, call, exc) from exc
+        return component
+
+    return run_until_complete(build())
+
+
+def live_key(call: ComponentCall, output: str, ctx: RunContext) -> str | None:
+    """What makes two rebuilt live objects the same: producer, output, inputs, its tweaks and variables.
+
+    None when an input has no JSON form (then it is rebuilt every time)."""
+    variables = {
+        name: ctx.variables.get(str(spec.get("value")), os.environ.get(str(spec.get("value"))))
+        for name, spec in ((call.node_data.get("node") or {}).get("template") or {}).items()
+        if isinstance(spec, Mapping) and spec.get("load_from_db")
+    }
+    try:
+        inputs = {k: encode(v) for k, v in call.inputs.items()}
+        tweaks = _tweaks_for(call.node_data, call.node_id, ctx.tweaks)
+        text = json.dumps([call.node_id, output, inputs, tweaks, variables], sort_keys=True)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | str) -> ComponentError:
@@ -175,12 +225,19 @@ async def resolve_inputs(call: ComponentCall, ctx: RunContext) -> dict[str, Any]
 
 async def _resolve_value(call: ComponentCall, field_name: str, value: Any, ctx: RunContext) -> Any:
     if isinstance(value, LiveInput):
+        key = live_key(value.call, value.output, ctx) if ctx.live_cache is not None else None
+        if ctx.live_cache is not None and key is not None and key in ctx.live_cache:
+            cached, secrets = ctx.live_cache[key]
+            ctx.secrets.update(secrets)  # what building it resolved still counts as this run's secrets
+            return cached
         produced = await _compute(value.call, ctx, redact=False)
         if value.output not in produced:
             msg = (
                 f"live input {field_name!r}: producer {value.call.node_id!r} stopped output {value.output!r}"
             )
             raise component_error(ctx, call, msg)
+        if ctx.live_cache is not None and key is not None:
+            ctx.live_cache[key] = (produced[value.output], set(ctx.secrets))
         return produced[value.output]
     if isinstance(value, Redacted):
         msg = (
@@ -191,13 +248,26 @@ async def _resolve_value(call: ComponentCall, field_name: str, value: Any, ctx: 
     return value
 
 
+# (node payload digest, policy) -> the code value the node runs: deciding parses the installed code,
+# which costs tenths of a second a build, and a batch builds the same node once per document.
+_CODE: dict[tuple[str, str], Any] = {}
+
+
+def _apply_code_policy_cached(node_data: dict[str, Any], policy: str) -> None:
+    key = (hashlib.sha256(json.dumps(node_data, sort_keys=True, default=str).encode()).hexdigest(), policy)
+    code_field = node_data.get("node", {}).get("template", {}).get("code")
+    if key not in _CODE:
+        decision = apply_code_policy(node_data, policy)
+        log.debug("node %s code: %s", node_data.get("id"), decision.description)
+        _CODE[key] = code_field.get("value") if isinstance(code_field, dict) else None
+    elif isinstance(code_field, dict):
+        code_field["value"] = _CODE[key]
+
+
 def payload_node(call: ComponentCall, ctx: RunContext) -> dict[str, Any]:
     node_data = copy.deepcopy(dict(call.node_data))
     node_data["id"] = call.node_id
-    decision = apply_code_policy(
-        node_data, policy_for(ctx.code_policy, call.node_id, display_name(node_data))
-    )
-    log.debug("node %s code: %s", call.node_id, decision.description)
+    _apply_code_policy_cached(node_data, policy_for(ctx.code_policy, call.node_id, display_name(node_data)))
     node = {"id": call.node_id, "type": "genericNode", "data": node_data}
     tweaks = _tweaks_for(node_data, call.node_id, ctx.tweaks)
     if tweaks:
@@ -220,10 +290,24 @@ def _tweaks_for(node_data: Mapping[str, Any], node_id: str, tweaks: Mapping[str,
     return selected
 
 
+@functools.cache
+def _cache_component_classes() -> None:
+    """Build each component class once per process, not once per build.
+
+    lfx compiles the node's code into a class on every instantiation (tens of milliseconds); a batch
+    builds the same node once per document. Instances stay per build; only the class is shared.
+    """
+    from lfx.interface.initialize import loading
+
+    loading.eval_custom_component_code = functools.lru_cache(maxsize=256)(loading.eval_custom_component_code)
+
+
 async def _instantiate(
     call: ComponentCall, inputs: Mapping[str, Any], ctx: RunContext
 ) -> tuple[Any, dict[str, bool]]:
     from lfx.graph.graph.base import Graph
+
+    _cache_component_classes()
 
     node = payload_node(call, ctx)
     graph = Graph.from_payload(
