@@ -237,7 +237,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         ASSET_PARTITION_RANGE_START_TAG: batch[0],
                         ASSET_PARTITION_RANGE_END_TAG: batch[-1],
                     },
-                    run_config={"loggers": {"console": {"config": {"log_level": "ERROR"}}}},
+                    run_config={"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}},
                 )
                 done = {}
                 for event in result.get_asset_materialization_events():

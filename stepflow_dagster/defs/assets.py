@@ -166,6 +166,7 @@ def document_sensor(
         known_set = set(known)
         busy = runs_in_flight(instance, [job.name, removal.name], partitions_name)
         latest = latest_versions(instance, key, [rel for rel, _ in page if rel in known_set])
+        # Documents whose latest run planned them and did not materialize them (a run in flight is busy).
         failed = set(
             instance.event_log_storage.get_latest_asset_partition_materialization_attempts_without_materializations(
                 key
@@ -183,13 +184,15 @@ def document_sensor(
             if digest == version:
                 attempts.pop(rel, None)
                 continue  # touched, same content
-            tried = attempts.get(rel)
-            if tried and tried[0] == digest and rel in failed:
-                if tried[1] >= docs.max_attempts:
+            if rel in failed:  # its last run did not ingest it: retried, a bounded number of times
+                tried = attempts.get(rel)
+                runs = tried[1] if tried and tried[0] == digest else 1
+                attempts[rel] = [digest, runs + 1]
+                if runs >= docs.max_attempts:
+                    attempts[rel] = [digest, runs]
                     continue  # failed max_attempts times on this content: waits for a new version
-                tried[1] += 1
             else:
-                attempts[rel] = [digest, 1]
+                attempts.pop(rel, None)
             needed[rel] = digest
         new = [rel for rel, _ in page if rel in needed and rel not in known_set]
         order = known + new

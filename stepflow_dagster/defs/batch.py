@@ -12,7 +12,8 @@ on in place of its value, the steps below skip it, and the sink reports it by na
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,10 +100,9 @@ def run_batch(
     run: LangflowRun,
     deployment: FlowDeployment,
     documents: Sequence[str],
-    around: Callable[[str, Callable[[], Any]], Any] | None = None,
+    concurrency: int = 4,
 ) -> BatchResult:
-    """Run ``step`` for each document; ``around(document, call)`` wraps one document's run (the sink's
-    chunk replacement)."""
+    """Run ``step`` for each document, ``concurrency`` documents at a time."""
     from .ops import run_step, step_settings
 
     versions: dict[str, list[Any]] = {}
@@ -114,39 +114,39 @@ def run_batch(
     outputs: dict[str, dict[str, Any]] = {o.name: {} for o in step.outputs}
     failures: dict[str, dict[str, Any]] = {}
     result = BatchResult(outputs={}, versions=versions, failures=failures)
-    for document in documents:
+    def one(document: str) -> tuple[str, Any]:
+        """("done", stored) | ("failed", failure) | ("skipped", None) for one document."""
         doc_inputs = _document_inputs(step, inputs, document)
         if any(i.name in doc_inputs and doc_inputs[i.name] is None and not i.is_list for i in step.inputs):
-            continue  # a router upstream sent this document another way
-        upstream_failure = next(
-            (
-                v
-                for vs in doc_inputs.values()
-                for v in (vs if isinstance(vs, list) else [vs])
-                if is_failure(v)
-            ),
-            None,
-        )
+            return "skipped", None  # a router upstream sent this document another way
+        flat = [v for vs in doc_inputs.values() for v in (vs if isinstance(vs, list) else [vs])]
+        upstream_failure = next((v for v in flat if is_failure(v)), None)
         if upstream_failure is not None:
-            failures[document] = upstream_failure
-            continue
+            return "failed", upstream_failure
         try:
             if docs is not None and (reads_file or document not in versions):
                 # Hashed where the file is read: the data version is the content this run ingested.
                 versions[document] = content_version(document_path(docs.resolved_location(), document))
             settings = step_settings(plan, run, deployment, document)
-
-            def call(doc_inputs: dict[str, Any] = doc_inputs, settings: Any = settings) -> Any:
-                return run_step(plan, step, doc_inputs, settings, live_cache=live_cache)
-
-            stored, _ = around(document, call) if around else call()
+            stored, _ = run_step(plan, step, doc_inputs, settings, live_cache=live_cache)
         except Exception as exc:  # one document's fault, whatever raised it: it fails alone
-            failures[document] = failure(step, exc)
-            continue
-        for name, value in stored.items():
-            outputs[name][document] = value
-        result.done.append(document)
+            return "failed", failure(step, exc)
         result.values[document] = doc_inputs
+        return "done", stored
+
+    # Documents side by side in threads: a step's work per document is mostly waiting on a service
+    # (Docling's conversion, the embeddings endpoint, the vector store).
+    # A Loop builds its body while it computes, outside the build lock: its documents go one by one.
+    workers = 1 if step.is_loop else min(concurrency, len(documents)) or 1
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="stepflow-doc") as pool:
+        outcomes = list(pool.map(one, documents))
+    for document, (status, value) in zip(documents, outcomes, strict=True):
+        if status == "failed":
+            failures[document] = value
+        elif status == "done":
+            for name, stored_value in value.items():
+                outputs[name][document] = stored_value
+            result.done.append(document)
     for name, values in outputs.items():
         merged: dict[str, Any] = {**values, **failures}
         # A router's output not taken by any document is not produced: Dagster skips what follows.

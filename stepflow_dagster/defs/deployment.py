@@ -77,6 +77,11 @@ class DocumentsConfig(BaseModel):
         "BackfillPolicy, and the sensor's batches).",
         ge=1,
     )
+    concurrency: int = Field(
+        default=4,
+        ge=1,
+        description="Documents of a batch that one step works on side by side (threads in its process).",
+    )
     max_attempts: int = Field(
         default=3, description="Runs a failing document gets (the sensor retries it on later passes).", ge=1
     )

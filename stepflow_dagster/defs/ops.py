@@ -182,7 +182,7 @@ def batch_op(
         if chunks is not None:
             chunks.ensure_index(docs.index_body)
             old = chunks.ids(documents)  # deleted once a document's new chunks are written
-    result = run_batch(plan, step, inputs, run, deployment, documents)
+    result = run_batch(plan, step, inputs, run, deployment, documents, concurrency=docs.concurrency)
     if chunks is not None:
         chunks.delete([i for d in result.done for i in old.get(d, [])])
     for document, f in result.failures.items():
@@ -235,6 +235,11 @@ def run_step(
     """Run a step's component here: its outputs by Dagster output name, ready to store, and previews."""
     from ..runtime import ComponentCall, Redacted, encode, run_component
 
+    if not step.is_loop and step.outputs and all(o.live for o in step.outputs):
+        # Only a reference crosses to the consumer, which rebuilds the component in its own process:
+        # building it here too would cost a full build (and the service calls it makes) for nothing.
+        ref = {"step": step.name, "inputs": dict(inputs)}
+        return {o.name: {REF: {**ref, "output": o.output}} for o in step.outputs}, {}
     values = {i.name: _resolve(plan, i, inputs.get(i.name)) for i in step.inputs}
     call_inputs = _by_field(step, values)
     variables, tweaks = settings.variables, settings.tweaks

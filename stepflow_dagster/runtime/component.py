@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -64,19 +65,20 @@ class RunContext:
     live_cache: dict[str, Any] | None = None
 
 
-_LOOP: asyncio.AbstractEventLoop | None = None
+_LOOPS = threading.local()
 
 
 def run_until_complete(coro: Coroutine[Any, Any, T]) -> T:
-    """Run on one event loop for the life of the process: clients that components cache (httpx, openai)
-    are bound to the loop they were made on, and a loop per call would close theirs under them."""
-    global _LOOP
+    """Run on one event loop per thread for the life of the process: clients that components cache
+    (httpx, openai) are bound to the loop they were made on, and a loop per call would close theirs under
+    them. Per thread, so that a batch can build the documents of one step side by side."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        if _LOOP is None or _LOOP.is_closed():
-            _LOOP = asyncio.new_event_loop()
-        return _LOOP.run_until_complete(coro)
+        loop = getattr(_LOOPS, "loop", None)
+        if loop is None or loop.is_closed():
+            loop = _LOOPS.loop = asyncio.new_event_loop()
+        return loop.run_until_complete(coro)
     from lfx.utils.async_helpers import run_until_complete as in_thread  # already inside a loop
 
     return in_thread(coro)
@@ -309,11 +311,17 @@ async def _instantiate(
 
     _cache_component_classes()
 
-    node = payload_node(call, ctx)
-    graph = Graph.from_payload(
-        {"nodes": [node], "edges": []}, flow_name=ctx.flow_name or None, instantiate_components=False
-    )
-    return build_vertex_component(graph, call.node_id, inputs, ctx)
+    with BUILD_LOCK:
+        node = payload_node(call, ctx)
+        graph = Graph.from_payload(
+            {"nodes": [node], "edges": []}, flow_name=ctx.flow_name or None, instantiate_components=False
+        )
+        return build_vertex_component(graph, call.node_id, inputs, ctx)
+
+
+# Builds parse and compile component code; CPython 3.11's compiler is not safe to run from two threads at
+# once ("AST constructor recursion depth mismatch"), so builds take turns; computing outputs does not.
+BUILD_LOCK = threading.RLock()
 
 
 def build_vertex_component(
@@ -428,9 +436,20 @@ def local_file_access() -> Iterator[None]:
         yield
         return
     settings = service.settings
-    previous = settings.restrict_local_file_access
-    settings.restrict_local_file_access = False
+    # Builds of one batch overlap in threads: the first in relaxes, the last out restores.
+    with _ACCESS_LOCK:
+        if _ACCESS_HOLDERS[0] == 0:
+            _ACCESS_HOLDERS[1] = settings.restrict_local_file_access
+            settings.restrict_local_file_access = False
+        _ACCESS_HOLDERS[0] += 1
     try:
         yield
     finally:
-        settings.restrict_local_file_access = previous
+        with _ACCESS_LOCK:
+            _ACCESS_HOLDERS[0] -= 1
+            if _ACCESS_HOLDERS[0] == 0:
+                settings.restrict_local_file_access = _ACCESS_HOLDERS[1]
+
+
+_ACCESS_LOCK = threading.Lock()
+_ACCESS_HOLDERS: list[Any] = [0, True]  # builds inside local_file_access, the setting before the first

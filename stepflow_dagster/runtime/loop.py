@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from stepflow_dagster.runtime.component import (
+    BUILD_LOCK,
     ComponentCall,
     RunContext,
     build_vertex_component,
@@ -78,7 +79,8 @@ async def _arun_subgraph(
         for node_id, call in calls.items():
             current = call
             resolved[node_id] = await resolve_inputs(call, ctx)
-            node = payload_node(call, ctx)
+            with BUILD_LOCK:
+                node = payload_node(call, ctx)
             # The Loop re-creates its body from these payloads each iteration, so external
             # values must sit in the template too, not only in the vertex's raw params.
             template = node["data"]["node"]["template"]
@@ -88,17 +90,19 @@ async def _arun_subgraph(
             nodes.append(node)
         inner_edges = [dict(e) for e in edges if e.get("source") in calls and e.get("target") in calls]
         current = first
-        graph = Graph.from_payload(
-            {"nodes": nodes, "edges": inner_edges},
-            flow_name=ctx.flow_name or None,
-            context={"request_variables": dict(ctx.variables)},
-            instantiate_components=False,
-        )
+        with BUILD_LOCK:
+            graph = Graph.from_payload(
+                {"nodes": nodes, "edges": inner_edges},
+                flow_name=ctx.flow_name or None,
+                context={"request_variables": dict(ctx.variables)},
+                instantiate_components=False,
+            )
         results: dict[str, dict[str, Any]] = {}
         for node_id, names in outputs.items():
             current = calls[node_id]
             with local_file_access():
-                component, stopped = build_vertex_component(graph, node_id, resolved[node_id], ctx)
+                with BUILD_LOCK:
+                    component, stopped = build_vertex_component(graph, node_id, resolved[node_id], ctx)
                 values = {name: await compute_output(component, current, name) for name in names}
             results[node_id] = {
                 name: redact_output(current, name, value, ctx)
