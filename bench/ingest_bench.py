@@ -1,14 +1,17 @@
-"""Documents per minute through the OpenRAG ingestion flow, on the real local services.
+"""Documents per minute through the OpenRAG ingestion flow, side by side, on the real local services.
 
     services/up && set -a && source var/services/services.env && set +a
-    uv run python bench/ingest_bench.py [--docs 100] [--sample 10]
+    uv run python bench/ingest_bench.py [--docs 100] [--sample 4] [--batch 25] [--listing 10000]
 
-Modes (each on fresh small Markdown documents, its own OpenSearch index):
-- lfx run, once per document (a fresh process each; the flow copy gets the document as a tweak)
-- `dagster asset materialize` of one partition per document, multiprocess executor (a process per component)
-- two `stepflow-dagster ingest` in parallel, each running its documents' runs in its own process
-- `stepflow-dagster ingest`: every document's run in one process
-The slow modes run on --sample documents and report the rate; the in-process CLI runs all --docs.
+The same small Markdown documents and services for every way (each into its own OpenSearch index):
+- one warm process running the flow per document with lfx (`lfx.load.run_flow_from_json`, as a Langflow
+  server serves a request); lfx gets the code our runtime runs (the export's frozen Export DoclingDocument
+  code fails on lfx 1.13)
+- `lfx run` once per document (--sample documents)
+- drop + sensor + `dagster-daemon`, the project's default executor, 1 document per run (--sample documents)
+- the same, --batch documents per run (--docs documents)
+- `stepflow-dagster ingest FOLDER` (--docs documents)
+Then the sensor alone: the time to list, hash and request --listing dropped documents, and its cursor size.
 """
 
 from __future__ import annotations
@@ -20,174 +23,283 @@ import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOW = ROOT / "flows" / "openrag_ingestion.json"
+DEPLOYMENT = FLOW.with_suffix(".yaml")
 
 
-def make_docs(folder: Path, n: int) -> list[Path]:
+def make_docs(folder: Path, n: int, tag: str) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for i in range(n):
         path = folder / f"doc_{i:03d}.md"
-        path.write_text(f"# Document {i}\n\nThis is small document number {i}. " * 3 + "\n")
+        path.write_text(f"# Document {i} ({tag})\n\n" + f"This is small document number {i}. " * 3 + "\n")
         paths.append(path)
     return paths
 
 
-def lfx_once(doc: Path, env: dict[str, str], tmp: Path) -> None:
-    from lfx.processing.process import process_tweaks
+def index_for(mode: str) -> str:
+    from opensearchpy import OpenSearch
 
-    flow = json.loads(FLOW.read_text())
-    deployment = __import__("yaml").safe_load(FLOW.with_suffix(".yaml").read_text())
+    index = f"bench_{mode}"
+    client = OpenSearch(hosts=[os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")])
+    if client.indices.exists(index=index):
+        client.indices.delete(index=index)
+    body = yaml.safe_load(DEPLOYMENT.read_text())["documents"]["index_body"]
+    client.indices.create(index=index, body=body)  # as our sink step does when missing
+    return index
+
+
+def count(index: str) -> int:
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(hosts=[os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")])
+    client.indices.refresh(index=index)
+    return int(client.count(index=index)["count"])
+
+
+def lfx_flow(index: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The export as lfx runs it here: our code policy applied, the deployment's tweaks."""
     from stepflow_dagster.defs.deployment import expand_env
-
-    tweaks = expand_env(deployment["run"]["tweaks"])
-    tweaks["DoclingRemote-Dp3PX"]["path"] = [str(doc)]
-    process_tweaks(flow["data"], tweaks)
-    # lfx 1.13 cannot run the export's frozen Export DoclingDocument code: give it the code our runtime
-    # runs (upgrade-stock policy, plus the disk_ann patch), so that both run the same components.
     from stepflow_dagster.runtime import apply_code_policy
 
+    os.environ["OPENSEARCH_INDEX"] = index
+    flow = json.loads(FLOW.read_text())
     for node in flow["data"]["nodes"]:
         if node.get("type") == "genericNode":
             apply_code_policy(node["data"], "upgrade-stock")
-    variables = {
+    deployment = yaml.safe_load(DEPLOYMENT.read_text())
+    return flow, expand_env(deployment["run"]["tweaks"])
+
+
+def doc_env(doc: Path, root: Path) -> dict[str, str]:
+    deployment = yaml.safe_load(DEPLOYMENT.read_text())
+    from stepflow_dagster.defs.deployment import expand_env
+
+    return {
         **expand_env(deployment["run"]["variables"]),
-        "FILENAME": doc.name,
+        "FILENAME": doc.relative_to(root).as_posix(),
         "FILESIZE": str(doc.stat().st_size),
         "MIMETYPE": "text/markdown",
     }
-    path = tmp / "flow.json"
-    path.write_text(json.dumps(flow))
-    res = subprocess.run(
-        [sys.executable, "-m", "lfx", "run", str(path), "--format", "text"],
-        env={**env, **variables},
-        capture_output=True,
-        text=True,
+
+
+def warm_lfx(docs: list[Path], root: Path) -> None:
+    """One process, the flow run per document as a Langflow server runs a request."""
+    from lfx.load import run_flow_from_json
+
+    index = index_for("warm_lfx")
+    flow, tweaks = lfx_flow(index)
+    os.environ["LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS"] = "false"
+    for doc in docs:
+        os.environ.update(doc_env(doc, root))
+        run_flow_from_json(
+            flow,
+            "",
+            tweaks={**tweaks, "DoclingRemote-Dp3PX": {**tweaks["DoclingRemote-Dp3PX"], "path": [str(doc)]}},
+            fallback_to_env_vars=True,
+        )
+    assert count(index) == len(docs), (count(index), len(docs))
+
+
+def lfx_run(docs: list[Path], root: Path, tmp: Path) -> None:
+    index = index_for("lfx_run")
+    flow, tweaks = lfx_flow(index)
+    from lfx.processing.process import process_tweaks
+
+    for doc in docs:
+        copy = json.loads(json.dumps(flow))
+        process_tweaks(
+            copy["data"],
+            {**tweaks, "DoclingRemote-Dp3PX": {**tweaks["DoclingRemote-Dp3PX"], "path": [str(doc)]}},
+        )
+        path = tmp / "flow.json"
+        path.write_text(json.dumps(copy))
+        env = {**os.environ, **doc_env(doc, root), "LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS": "false"}
+        res = subprocess.run(
+            [sys.executable, "-m", "lfx", "run", str(path), "--format", "text"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        if res.returncode:
+            raise SystemExit(f"lfx run failed: {res.stdout[-1000:]}{res.stderr[-1000:]}")
+    assert count(index) == len(docs)
+
+
+def sensor_daemon(docs_n: int, batch: int, tmp: Path, name: str) -> float:
+    """Drop the documents, start the daemon; seconds from the drop to the last materialization."""
+    import dagster as dg
+
+    home, flows, drop = tmp / f"{name}_home", tmp / f"{name}_flows", tmp / f"{name}_drop"
+    home.mkdir()
+    flows.mkdir()
+    (flows / FLOW.name).write_bytes(FLOW.read_bytes())
+    deployment = yaml.safe_load(DEPLOYMENT.read_text())
+    deployment["documents"].update(minimum_interval_seconds=5, max_documents_per_run=batch)
+    (flows / DEPLOYMENT.name).write_text(yaml.safe_dump(deployment))
+    (home / "dagster.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "run_coordinator": {
+                    "module": "dagster._core.run_coordinator",
+                    "class": "QueuedRunCoordinator",
+                    "config": {"max_concurrent_runs": 2},
+                },
+                "telemetry": {"enabled": False},
+            }
+        )
     )
-    if '"success": false' in res.stdout or res.returncode:
-        raise SystemExit(f"lfx run failed: {res.stdout[-1000:]}{res.stderr[-1000:]}")
+    workspace = tmp / f"{name}_workspace.yaml"
+    location = {"relative_path": str(ROOT / "definitions.py"), "working_directory": str(ROOT)}
+    workspace.write_text(yaml.safe_dump({"load_from": [{"python_file": location}]}))
+    index = index_for(name)
+    env = {k: v for k, v in os.environ.items() if k != "STEPFLOW_EXECUTOR"} | {
+        "DAGSTER_HOME": str(home),
+        "STEPFLOW_FLOWS_DIR": str(flows),
+        "STEPFLOW_DROP_DIR": str(drop),
+        "OPENSEARCH_INDEX": index,
+    }
+    daemon = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(workspace)],
+        env=env,
+        stdout=(tmp / f"{name}_daemon.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        time.sleep(8)  # the daemon up and its first tick of an empty location
+        make_docs(drop, docs_n, name)
+        t0 = time.perf_counter()
+        key = dg.AssetKey(deployment["documents"]["asset_key"])
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            while len(instance.get_materialized_partitions(key)) < docs_n:
+                if daemon.poll() is not None or any(r.status.value == "FAILURE" for r in instance.get_runs()):
+                    raise SystemExit(f"sensor path failed: see {tmp / f'{name}_daemon.log'}")
+                time.sleep(1)
+            seconds = time.perf_counter() - t0
+            runs = len(instance.get_runs())
+        assert count(index) == docs_n
+        print(f"  {name}: {runs} runs", flush=True)
+        return seconds
+    finally:
+        os.killpg(daemon.pid, 15)
+        daemon.wait(timeout=60)
 
 
-def ingest_cli(folder: Path, env: dict[str, str]) -> None:
-    args = [sys.executable, "-m", "stepflow_dagster.cli", "ingest", str(folder), "--flow", str(FLOW)]
+def ingest_cli(folder: Path, batch: int) -> None:
+    index = index_for("ingest")
+    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {"OPENSEARCH_INDEX": index}
+    args = [sys.executable, "-m", "stepflow_dagster.cli", "ingest", str(folder), "--batch", str(batch)]
     res = subprocess.run(args, env=env, capture_output=True, text=True, cwd=ROOT)
     if res.returncode:
         raise SystemExit(f"ingest failed: {res.stdout[-1500:]}{res.stderr[-1500:]}")
 
 
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds * 60:.1f}"
+def sensor_listing(n: int, tmp: Path) -> tuple[float, int, int, int]:
+    """The sensor alone over n dropped documents: seconds for a whole pass, ticks, runs, cursor bytes."""
+    import dagster as dg
+
+    from stepflow_dagster.defs import StepflowSettings, build_definitions
+
+    drop = tmp / "listing"
+    for i in range(n):
+        folder = drop / f"f{i // 1000:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"d{i:05d}.md").write_text(f"# {i}\n\ndocument {i}\n")
+    flows = tmp / "listing_flows"
+    flows.mkdir()
+    for path in (FLOW, DEPLOYMENT):
+        (flows / path.name).write_bytes(path.read_bytes())
+    os.environ["STEPFLOW_DROP_DIR"] = str(drop)
+    defs = build_definitions(
+        StepflowSettings(flows_dir=flows, executor="in_process", storage=str(tmp / "st"))
+    )
+    sensor = defs.get_sensor_def("opensearch_ingestion_flow_document_drop")
+    with dg.instance_for_test() as instance:
+        cursor, ticks, runs = None, 0, 0
+        t0 = time.perf_counter()
+        while True:
+            result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs))
+            for request in result.dynamic_partitions_requests or []:
+                instance.add_dynamic_partitions(request.partitions_def_name, request.partition_keys)
+            ticks += 1
+            runs += len(result.run_requests or [])
+            cursor = result.cursor
+            if json.loads(cursor or "{}").get("passes", 0) >= 1:
+                break
+        return time.perf_counter() - t0, ticks, runs, len(cursor or "")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=100)
-    parser.add_argument("--sample", type=int, default=10)
+    parser.add_argument("--sample", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=25)
+    parser.add_argument("--listing", type=int, default=10_000)
+    parser.add_argument("--skip", default="", help="comma-separated modes to leave out")
     args = parser.parse_args()
-    base = {
-        **os.environ,
-        "LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS": "false",
-        "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "sk-local"),
-    }
-    base.pop("DAGSTER_HOME", None)
+    os.environ.setdefault("OPENAI_API_KEY", "sk-local")
+    os.environ.pop("DAGSTER_HOME", None)
+    skip = set(args.skip.split(","))
     rows: list[tuple[str, int, float]] = []
+
+    def row(label: str, n: int, seconds: float) -> None:
+        rows.append((label, n, seconds))
+        print(f"{label}: {n} documents in {seconds:.1f} s = {n / seconds * 60:.1f} per minute", flush=True)
+
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-
-        docs = make_docs(tmp / "lfx", args.sample)
-        env = {**base, "OPENSEARCH_INDEX": "bench_lfx"}
-        os.environ["OPENSEARCH_INDEX"] = "bench_lfx"  # read by expand_env for lfx's copy of the flow
-        import yaml
-        from opensearchpy import OpenSearch
-
-        body = yaml.safe_load(FLOW.with_suffix(".yaml").read_text())["documents"]["index_body"]
-        client = OpenSearch(hosts=[os.environ.get("OPENSEARCH_URL", "http://127.0.0.1:9200")])
-        if not client.indices.exists(index="bench_lfx"):
-            client.indices.create(index="bench_lfx", body=body)  # as our sink step does when missing
-        t0 = time.perf_counter()
-        for doc in docs:
-            lfx_once(doc, env, tmp)
-        rows.append(("`lfx run` once per document", len(docs), time.perf_counter() - t0))
-        print(rows[-1], flush=True)
-
-        folder = tmp / "multi"
-        docs = make_docs(folder, args.sample)
-        flows, home = tmp / "flows", tmp / "home"
-        flows.mkdir()
-        home.mkdir()
-        for path in (FLOW, FLOW.with_suffix(".yaml")):
-            (flows / path.name).write_bytes(path.read_bytes())
-        env = {
-            **base,
-            "OPENSEARCH_INDEX": "bench_multi",
-            "DAGSTER_HOME": str(home),
-            "STEPFLOW_FLOWS_DIR": str(flows),
-            "STEPFLOW_DROP_DIR": str(folder),
-            "STEPFLOW_EXECUTOR": "multiprocess",
-        }
-        names = [d.name for d in docs]
-        add = f"import dagster as dg; dg.DagsterInstance.get().add_dynamic_partitions('opensearch_ingestion_flow_documents', {names!r})"
-        subprocess.run([sys.executable, "-c", add], env=env, check=True)
-        dagster = str(Path(sys.executable).parent / "dagster")
-        t0 = time.perf_counter()
-        for name in names:
-            cmd = [
-                dagster,
-                "asset",
-                "materialize",
-                "-f",
-                "definitions.py",
-                "--select",
-                "opensearch/documents",
-                "--partition",
-                name,
-            ]
-            res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True)
-            if res.returncode:
-                raise SystemExit(f"materialize failed: {res.stderr[-2000:]}")
-        rows.append(
-            (
-                "`dagster asset materialize` a partition per document, multiprocess executor",
-                len(names),
+        if "warm" not in skip:
+            docs = make_docs(tmp / "warm", args.docs, "warm")
+            t0 = time.perf_counter()
+            warm_lfx(docs, tmp / "warm")
+            row(
+                "one warm process, lfx `run_flow_from_json` per document", len(docs), time.perf_counter() - t0
+            )
+        if "lfx" not in skip:
+            docs = make_docs(tmp / "lfxrun", args.sample, "lfx")
+            t0 = time.perf_counter()
+            lfx_run(docs, tmp / "lfxrun", tmp)
+            row("`lfx run` once per document", len(docs), time.perf_counter() - t0)
+        if "sensor1" not in skip:
+            row(
+                "drop + sensor + `dagster-daemon`, default executor, 1 document per run",
+                args.sample,
+                sensor_daemon(args.sample, 1, tmp, "sensor_1"),
+            )
+        if "sensor" not in skip:
+            row(
+                f"drop + sensor + `dagster-daemon`, default executor, {args.batch} documents per run",
+                args.docs,
+                sensor_daemon(args.docs, args.batch, tmp, f"sensor_{args.batch}"),
+            )
+        if "ingest" not in skip:
+            folder = tmp / "ingest"
+            make_docs(folder, args.docs, "ingest")
+            t0 = time.perf_counter()
+            ingest_cli(folder, args.batch)
+            row(
+                f"`stepflow-dagster ingest FOLDER` ({args.batch} per run)",
+                args.docs,
                 time.perf_counter() - t0,
             )
-        )
-        print(rows[-1], flush=True)
+        listing = sensor_listing(args.listing, tmp) if "listing" not in skip else None
 
-        halves = [tmp / "par_a", tmp / "par_b"]
-        for i, half in enumerate(halves):
-            make_docs(half, args.sample // 2)
-            for doc in half.iterdir():
-                doc.rename(half / f"{i}_{doc.name}")
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(2) as pool:
-            list(pool.map(lambda f: ingest_cli(f, {**base, "OPENSEARCH_INDEX": "bench_par"}), halves))
-        rows.append(
-            (
-                "2 `stepflow-dagster ingest` in parallel (each: its runs in one process)",
-                2 * (args.sample // 2),
-                time.perf_counter() - t0,
-            )
-        )
-        print(rows[-1], flush=True)
-
-        folder = tmp / "all"
-        make_docs(folder, args.docs)
-        t0 = time.perf_counter()
-        ingest_cli(folder, {**base, "OPENSEARCH_INDEX": "bench_all"})
-        rows.append(
-            ("`stepflow-dagster ingest` (every run in one process)", args.docs, time.perf_counter() - t0)
-        )
-        print(rows[-1], flush=True)
-
-    print("| mode | documents | wall (s) | documents per minute |", flush=True)
-    print("|---|---:|---:|---:|")
+    print("\n| way | documents | wall (s) | documents per minute |\n|---|---:|---:|---:|")
     for label, n, seconds in rows:
-        print(f"| {label} | {n} | {seconds:.0f} | {rate(n, seconds)} |")
+        print(f"| {label} | {n} | {seconds:.0f} | {n / seconds * 60:.1f} |")
+    if listing:
+        seconds, ticks, runs, size = listing
+        print(
+            f"\nsensor over {args.listing} dropped documents: one pass in {seconds:.1f} s ({ticks} ticks), "
+            f"{runs} run requests, cursor {size} bytes"
+        )
 
 
 if __name__ == "__main__":

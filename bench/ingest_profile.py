@@ -102,7 +102,7 @@ def main() -> None:
                         timings[step.name] += time.perf_counter() - t
         wall = time.perf_counter() - t_all
     n = args.docs
-    print(f"| step | total (s) | per document (s) |\n|---|---:|---:|")
+    print("| step | total (s) | per document (s) |\n|---|---:|---:|")
     for name, seconds in sorted(timings.items(), key=lambda kv: -kv[1]):
         print(f"| {name} | {seconds:.2f} | {seconds / n:.3f} |")
     print(f"| all | {sum(timings.values()):.2f} | {sum(timings.values()) / n:.3f} |")

@@ -114,9 +114,10 @@ def runs_in_flight(instance: dg.DagsterInstance, job_names: Iterable[str], parti
                 busy.add(tags["dagster/partition"])
             elif ASSET_PARTITION_RANGE_START_TAG in tags:
                 order = order if order is not None else list(instance.get_dynamic_partitions(partitions))
-                first = order.index(tags[ASSET_PARTITION_RANGE_START_TAG])
-                last = order.index(tags[ASSET_PARTITION_RANGE_END_TAG])
-                busy.update(order[first : last + 1])
+                start, end = tags[ASSET_PARTITION_RANGE_START_TAG], tags[ASSET_PARTITION_RANGE_END_TAG]
+                busy.update({start, end})
+                if start in order and end in order:
+                    busy.update(order[order.index(start) : order.index(end) + 1])
     return busy
 
 
@@ -225,7 +226,7 @@ def document_sensor(
                     dg.RunRequest(
                         job_name=removal.name,
                         run_key=f"remove:{digest}:{cursor.get('passes', 0)}",
-                        run_config={"ops": {removal.name: {"config": {"documents": chunk}}}},
+                        run_config={"ops": {f"{removal.name}__remove": {"config": {"documents": chunk}}}},
                         tags={"stepflow/removing": json.dumps(chunk)},
                     )
                 )
@@ -256,7 +257,7 @@ def removal_job(
     key = asset_key(plan, docs)
 
     @dg.op(
-        name=name,
+        name=f"{name}__remove",
         required_resource_keys={"langflow"},
         tags={"stepflow/flow": plan.flow},
         config_schema={"documents": dg.Field([str], description="Document paths in the drop location.")},

@@ -44,6 +44,22 @@ def test_one_job_per_shared_flow_one_op_per_component() -> None:
     }
 
 
+def test_the_project_folder_loads_as_a_code_server_loads_it() -> None:
+    """flows/ with the OpenRAG deployment: a job per flow, the document asset in batches, its sensor and
+    its removal job, all loadable together (names unique across the code location)."""
+    defs = _defs(ROOT / "flows")
+    dg.Definitions.validate_loadable(defs)
+    asset = defs.resolve_assets_def(dg.AssetKey(["opensearch", "documents"]))
+    assert asset.backfill_policy == dg.BackfillPolicy.multi_run(25)
+    names = {j.name for j in defs.resolve_all_job_defs()}
+    assert {"opensearch_ingestion_flow_documents", "opensearch_ingestion_flow_removal"} <= names
+    sensor = defs.resolve_sensor_def("opensearch_ingestion_flow_document_drop")
+    assert {t.job_name for t in sensor.targets} == {
+        "opensearch_ingestion_flow_documents",
+        "opensearch_ingestion_flow_removal",
+    }
+
+
 def test_launchpad_schema_documents_the_run_inputs() -> None:
     job = _defs(ROOT / "flows").resolve_job_def("hello_world")
     fields = job.run_config_schema.config_type.fields["resources"].config_type.fields["langflow"]
