@@ -136,10 +136,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from .defs import StepflowSettings
+    from .defs.deployment import load_deployment
     from .defs.ops import preview
+    from .defs.secret_config import refuse_secrets
     from .defs.single import reconstructable_job
     from .runtime import decode
 
+    config = run_config(args)
+    # Before anything is launched (Dagster would store the run config): a secret in a tweak is refused.
+    refuse_secrets(
+        plan,
+        load_deployment(Path(args.flow), plan.flow),
+        {},
+        config["resources"]["langflow"]["config"]["tweaks"],
+    )
     for item in args.var:
         # Variables reach the step processes through their environment, never through run config.
         name, sep, value = item.partition("=")
@@ -160,7 +170,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             dg.execute_job(
                 reconstructable_job(args.flow, executor, storage),
                 instance=instance,
-                run_config=run_config(args),
+                run_config=config,
                 raise_on_error=False,
             ) as result,
         ):
