@@ -60,3 +60,15 @@ def test_a_deny_listed_variable_is_refused_naming_node_and_field(tmp_path: Path)
         refuse_secrets(denied, FlowDeployment(), {}, {})
     assert str(info.value).startswith("flow 'Leaky', node 'Leaky-bad01', field 'api_key': names variable")
     assert "'DATABASE_URL'" in str(info.value) and "deny-list" in str(info.value)
+
+
+def test_submit_refuses_a_secret_tweak_before_contacting_the_server(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from stepflow_dagster.cli import main
+
+    tweaks = json.dumps({"Leaky-ok001": {"api_key": "sk-submitted"}})
+    # Nothing listens on this address: a refusal that came after the request would fail differently.
+    code = main(["submit", str(FLOW), "--tweaks", tweaks, "--url", "http://127.0.0.2:9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "sets secret field 'api_key'" in err and "sk-submitted" not in err
