@@ -306,6 +306,11 @@ def _resolve_variables(vertex: Any, params: dict[str, Any], ctx: RunContext) -> 
         elif is_secret_field(template.get(name) or {}):
             ctx.remember(value)
         params[name] = value
+    # A secret field's literal value is a secret too: a deployment tweak "${NAME}" expanded from the
+    # environment, or a credential kept in the export (--keep-credentials).
+    for name, spec in template.items():
+        if isinstance(spec, Mapping) and is_secret_field(spec):
+            ctx.remember(params.get(name))
 
 
 def _record_stops(graph: Any, node_id: str) -> dict[str, bool]:

@@ -133,4 +133,7 @@ def _body_variables(node_data: Mapping[str, Any], ctx: RunContext) -> dict[str, 
         if is_secret_field(template.get(field) or {}):
             ctx.remember(value)
         values[name] = value
+    for spec in template.values():  # literal values of secret fields (see _resolve_variables)
+        if isinstance(spec, Mapping) and is_secret_field(spec) and not spec.get("load_from_db"):
+            ctx.remember(spec.get("value"))
     return values

@@ -135,3 +135,15 @@ def test_a_loop_body_resolves_its_key_and_masks_it(capsys: pytest.CaptureFixture
     assert "Incorrect API key provided: **********" in stored and spellings(stored) == 0
     out, errs = capsys.readouterr()
     assert "body uses **********" in out and spellings(out + errs) == 0
+
+
+def test_a_literal_value_of_a_secret_field_is_masked_too(capsys: pytest.CaptureFixture[str]) -> None:
+    """A deployment tweak "${NAME}" expanded from the environment reaches the field as a literal."""
+    node = leaky("return")
+    node["node"]["template"]["api_key"].update(load_from_db=False, value="STEPFLOW_TEST_SECRET")
+    out = run_component(
+        ComponentCall("Leaky-lit01", node, {}, ["out"]), tweaks={"Leaky-lit01": {"api_key": SECRET}}
+    )
+    assert out["out"] == Redacted(node_id="Leaky-lit01", output="out")
+    printed = capsys.readouterr().out
+    assert "stdout: key **********" in printed and spellings(printed) == 0
