@@ -153,7 +153,7 @@ def test_a_secret_in_run_config_is_refused_before_any_component_runs(
 
 
 def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if k != "STEPFLOW_TEST_SECRET"}
+    environ = {k: v for k, v in os.environ.items() if k not in ("STEPFLOW_TEST_SECRET", "STEPFLOW_EXECUTOR")}
     environ |= {"DAGSTER_HOME": str(home), **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "stepflow_dagster.cli", "run", *args],
@@ -166,8 +166,11 @@ def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> subprocess
 
 
 def test_cli_run_with_var_and_the_default_executor_leaks_nowhere(tmp_path: Path) -> None:
-    """`--var` (through the environment), the forkserver executor (a process per step), spans printed
-    by the console exporter of every step process."""
+    """`--var` (through the environment), the default executor (forkserver: a process per step), spans
+    printed by the console exporter of every step process."""
+    from stepflow_dagster.defs import StepflowSettings
+
+    assert StepflowSettings.executor == "forkserver"
     home = tmp_path / "home"
     home.mkdir()
     res = cli(
@@ -175,7 +178,7 @@ def test_cli_run_with_var_and_the_default_executor_leaks_nowhere(tmp_path: Path)
         str(FLOW),
         "--var",
         f"STEPFLOW_TEST_SECRET={SECRET}",
-        env={"OTEL_TRACES_EXPORTER": "console", "STEPFLOW_EXECUTOR": "forkserver"},
+        env={"OTEL_TRACES_EXPORTER": "console"},
     )
     assert res.returncode == 1
     assert "error: step Leaky_bad01 (node Leaky-bad01, Leaky)" in res.stderr
