@@ -117,6 +117,8 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _failure_lines(result: Any, plan: Any) -> list[str]:
+    from .runtime.errors import TRACEBACK_NOTE
+
     lines = []
     for event in result.all_events:
         if not event.is_step_failure:
@@ -125,9 +127,9 @@ def _failure_lines(result: Any, plan: Any) -> list[str]:
         while error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
             error = error.cause
         step = plan.step(event.step_key.rsplit(".", 1)[-1])  # asset steps are prefixed by their graph
-        lines.append(
-            f"error: step {step.name} (node {step.node_id}, {step.display_name}): {error.message.strip()}"
-        )
+        # The component's own traceback is in the step failure Dagster logs above: not in the summary line.
+        message = error.message.split(TRACEBACK_NOTE, 1)[0].strip()
+        lines.append(f"error: step {step.name} (node {step.node_id}, {step.display_name}): {message}")
     return lines
 
 

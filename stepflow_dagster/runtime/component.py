@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from stepflow_dagster.runtime import secrets, variables
 from stepflow_dagster.runtime.code_policy import apply_code_policy
 from stepflow_dagster.runtime.codec import Redacted, encode
-from stepflow_dagster.runtime.errors import ComponentError
+from stepflow_dagster.runtime.errors import TRACEBACK_NOTE, ComponentError
 from stepflow_dagster.runtime.masking import masking
 
 log = logging.getLogger(__name__)
@@ -167,7 +167,7 @@ def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | s
     )
     if isinstance(exc, BaseException):
         original = "".join(traceback.format_exception(exc)).rstrip()
-        error.add_note("The component's error (secrets masked):\n" + secrets.mask(original, ctx.secrets))
+        error.add_note(f"{TRACEBACK_NOTE}\n" + secrets.mask(original, ctx.secrets))
     return error
 
 

@@ -147,3 +147,40 @@ def test_a_literal_value_of_a_secret_field_is_masked_too(capsys: pytest.CaptureF
     assert out["out"] == Redacted(node_id="Leaky-lit01", output="out")
     printed = capsys.readouterr().out
     assert "stdout: key **********" in printed and spellings(printed) == 0
+
+
+LFX_LOGGER_SCRIPT = """
+import sys
+from lfx.log.logger import configure, logger
+configure(log_level="WARNING")  # lfx's own logger is silent unless configured, as by `lfx run`
+from stepflow_dagster.runtime import ComponentCall, run_component
+from tests.runtime.conftest import fixture_node
+node = fixture_node("leaky.py", "Leaky")
+run_component(ComponentCall("Leaky-ok001", node, {}, ["out"]))
+try:
+    raise ValueError("late error with " + sys.argv[1])
+except ValueError:
+    logger.exception("after the build: " + sys.argv[1])
+"""
+
+
+def test_lfx_own_logger_is_masked_during_and_after_the_build() -> None:
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "STEPFLOW_TEST_SECRET": SECRET}
+    res = subprocess.run(
+        [sys.executable, "-c", LFX_LOGGER_SCRIPT, SECRET],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = res.stdout + res.stderr
+    assert "lfx logger: calling the service with key **********" in out
+    assert "after the build: **********" in out and "ValueError: late error with **********" in out
+    assert spellings(out) == 0
