@@ -54,11 +54,13 @@ def router() -> dict:
     return graph.dump(name="Urgent Router", description="Routes a text to one of two outputs.")
 
 
-def _node(node_id: str, code_file: Path) -> dict:
-    """A node for a custom component's source, as Langflow's editor exports it."""
+def _node(node_id: str, code_file: Path, **values: object) -> dict:
+    """A node for a custom component's source, as Langflow's editor exports it (``values``: field values)."""
     from lfx.custom.utils import create_component_template
 
     template, _ = create_component_template({"code": code_file.read_text(), "output_types": []})
+    for field, value in values.items():
+        template["template"][field]["value"] = value
     node_type = node_id.split("-")[0]
     data = {"id": node_id, "type": node_type, "node": template}
     return {"id": node_id, "type": "genericNode", "data": data}
@@ -76,7 +78,7 @@ def _edge(source: str, output: str, target: str, field: str) -> dict:
 
 
 def custom_flows() -> dict[str, dict]:
-    """Flows of custom components from tests/fixtures/runtime: a secret probe and a flaky step."""
+    """Flows of custom components from tests/fixtures/runtime: a secret probe, a flaky step, leaky ones."""
     fixtures = ROOT / "tests/fixtures/runtime"
     text = TextInputComponent(_id="TextInput-in001")
     text.set(input_value="some text")
@@ -98,7 +100,19 @@ def custom_flows() -> dict[str, dict]:
             ],
         },
     }
-    return {"secret_probe": probe, "flaky": flaky}
+    # Two careless components: one returns its key, one raises with it (tests/security/test_leaks.py).
+    leaky = {
+        "name": "Leaky",
+        "data": {
+            "nodes": [
+                _node("Leaky-ok001", fixtures / "leaky.py"),
+                _node("Leaky-bad01", fixtures / "leaky.py", mode="raise"),
+                _stock(out),
+            ],
+            "edges": [_edge("Leaky-ok001", "out", "ChatOutput-out01", "input_value")],
+        },
+    }
+    return {"secret_probe": probe, "flaky": flaky, "leaky": leaky}
 
 
 def main() -> None:

@@ -117,6 +117,8 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _failure_lines(result: Any, plan: Any) -> list[str]:
+    from .runtime.errors import TRACEBACK_NOTE
+
     lines = []
     for event in result.all_events:
         if not event.is_step_failure:
@@ -125,9 +127,9 @@ def _failure_lines(result: Any, plan: Any) -> list[str]:
         while error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
             error = error.cause
         step = plan.step(event.step_key.rsplit(".", 1)[-1])  # asset steps are prefixed by their graph
-        lines.append(
-            f"error: step {step.name} (node {step.node_id}, {step.display_name}): {error.message.strip()}"
-        )
+        # The component's own traceback is in the step failure Dagster logs above: not in the summary line.
+        message = error.message.split(TRACEBACK_NOTE, 1)[0].strip()
+        lines.append(f"error: step {step.name} (node {step.node_id}, {step.display_name}): {message}")
     return lines
 
 
@@ -136,10 +138,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from .defs import StepflowSettings
+    from .defs.deployment import load_deployment
     from .defs.ops import preview
+    from .defs.secret_config import refuse_secrets
     from .defs.single import reconstructable_job
     from .runtime import decode
 
+    config = run_config(args)
+    # Before anything is launched (Dagster would store the run config): a secret in a tweak is refused.
+    refuse_secrets(
+        plan,
+        load_deployment(Path(args.flow), plan.flow),
+        {},
+        config["resources"]["langflow"]["config"]["tweaks"],
+    )
     for item in args.var:
         # Variables reach the step processes through their environment, never through run config.
         name, sep, value = item.partition("=")
@@ -160,7 +172,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             dg.execute_job(
                 reconstructable_job(args.flow, executor, storage),
                 instance=instance,
-                run_config=run_config(args),
+                run_config=config,
                 raise_on_error=False,
             ) as result,
         ):

@@ -96,17 +96,35 @@ def wait(client: Any, run_id: str, timeout: float, poll: float = 1.0) -> str:
         time.sleep(poll)
 
 
+def _refuse_secrets(target: str, config: dict[str, Any]) -> None:
+    """For a flow file: a secret in a tweak is refused here, before the server stores the run's config
+    (a job given by name is checked by its ops only, once the config is stored)."""
+    path = Path(target)
+    if not path.is_file():
+        return
+    from .defs.deployment import load_deployment
+    from .defs.secret_config import refuse_secrets
+    from .flow import load_flow
+    from .plan import plan_flow
+
+    plan = plan_flow(load_flow(path))
+    tweaks = config["resources"]["langflow"]["config"].get("tweaks", {})
+    refuse_secrets(plan, load_deployment(path, plan.flow), {}, tweaks)
+
+
 def cmd_submit(args: argparse.Namespace) -> int:
     from dagster_graphql import DagsterGraphQLClientError
 
     name = job_name(args.target)
+    config = run_config(args)
+    _refuse_secrets(args.target, config)
     client = client_for(args.url)
     try:
         run_id = client.submit_job_execution(
             name,
             repository_location_name=args.location,
             repository_name=args.repository,
-            run_config=run_config(args),
+            run_config=config,
             tags=tags(args.tag),
         )
     except DagsterGraphQLClientError as exc:

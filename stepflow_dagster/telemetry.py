@@ -11,8 +11,9 @@
   run span land in one tree.
 - A step span carries the `stepflow.*` and `dagster.*` attributes the op passes (flow, node id, component
   type, display name, category, step key, attempt); a failure sets status ERROR and records the exception
-  as an event. Values of secret-looking environment variables (`*KEY*`, `*SECRET*`, `*TOKEN*`,
-  `*PASSWORD*`, ...) are masked in every attribute and exception text.
+  as an event. The secret values the runtime resolved in this process (its registry,
+  `stepflow_dagster/runtime/secrets.py`) and the values of secret-looking environment variables (`*KEY*`,
+  `*SECRET*`, `*TOKEN*`, `*PASSWORD*`, ...) are masked in every attribute, status and exception text.
 - Metrics: `stepflow.component.duration` (histogram, seconds) and `stepflow.component.failures` (counter),
   by component type, flow and category.
 - Logs: Python log records made while a step span is current carry `trace_id` and `span_id` (and
@@ -270,8 +271,20 @@ def flush() -> None:
 # -- secrets ---------------------------------------------------------------------------------------
 
 
+_REGISTRY = "stepflow_dagster.runtime.secrets"
+
+
 def _secret_values() -> list[str]:
+    """What to mask: the values the runtime resolved here, and secret-looking environment variables.
+
+    The registry is read only if the runtime is loaded (a process that never built a component has
+    resolved nothing), so telemetry imports no runtime module.
+    """
     values = {v for k, v in os.environ.items() if _SECRET_NAME.search(k) and len(v) >= 6}
+    registry = sys.modules.get(_REGISTRY)
+    if registry is not None:
+        resolved = [v for v in registry.resolved() if len(v) >= registry.MIN_LENGTH]
+        values.update(f for v in resolved for f in registry.spellings(v))
     return sorted(values, key=len, reverse=True)
 
 

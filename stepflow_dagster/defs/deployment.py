@@ -8,6 +8,7 @@ process), per-node code policies, and for ingestion flows the document drop loca
       tweaks: {DoclingRemote-Dp3PX: {api_url: "${DOCLING_URL:-http://127.0.0.2:5001}"}}
       variables: {OWNER: alice}
       code_policy: {OpenSearchHybrid-Ve6bS: upgrade-stock}
+      secrets: [OPENSEARCH_PASSWORD]   # variables refused in run config: from the environment only
     documents:
       location: "${STEPFLOW_DROP_DIR:-var/drop}"   # a folder or any fsspec URL
       asset_key: [opensearch, documents]
@@ -50,6 +51,9 @@ class RunDefaults(BaseModel):
     tweaks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     variables: dict[str, str] = Field(default_factory=dict)
     code_policy: dict[str, str] = Field(default_factory=dict)
+    # Variables that are secrets besides those of password / SecretStrInput fields: a run may not give
+    # them in its config (defs/secret_config.py), only the environment of the step processes.
+    secrets: list[str] = Field(default_factory=list)
 
 
 DocumentAttribute = Literal["path", "name", "size", "mimetype", "sha256", "url"]

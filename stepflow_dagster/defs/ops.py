@@ -58,6 +58,7 @@ class StepSettings:
 def step_settings(
     plan: FlowPlan, run: LangflowRun, deployment: FlowDeployment, partition_key: str | None
 ) -> StepSettings:
+    run.refuse_secrets(plan, deployment)  # secrets: environment only, never run config (secrets branch)
     tweaks: dict[str, dict[str, Any]] = {k: dict(v) for k, v in deployment.run.tweaks.items()}
     for key, fields in run.all_tweaks(plan).items():
         tweaks.setdefault(key, {}).update(fields)

@@ -20,18 +20,19 @@ import json
 import logging
 import os
 import threading
+import traceback
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from stepflow_dagster.runtime import secrets, variables
 from stepflow_dagster.runtime.code_policy import apply_code_policy
 from stepflow_dagster.runtime.codec import Redacted, encode
-from stepflow_dagster.runtime.errors import ComponentError
+from stepflow_dagster.runtime.errors import TRACEBACK_NOTE, ComponentError
+from stepflow_dagster.runtime.masking import masking
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_MASK = "**********"
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,16 @@ class RunContext:
     flow_name: str
     # One policy for every node, or per node id / display name with "*" as the default.
     code_policy: str | Mapping[str, str]
-    # Values resolved from variables/environment in this run: never returned, never logged.
+    # Secret values resolved from variables/environment in this run: never returned, never logged.
+    # Each is also in the process's registry (runtime/secrets.py), which masks logs, prints and spans.
     secrets: set[str] = field(default_factory=set)
     # Live inputs already rebuilt in this process, shared by the documents of a batch (see live_key).
     live_cache: dict[str, Any] | None = None
+
+    def remember(self, value: object) -> None:
+        if isinstance(value, str) and value:
+            self.secrets.add(value)
+            secrets.remember(value)
 
 
 _LOOPS = threading.local()
@@ -74,7 +81,10 @@ def run_until_complete(coro: Coroutine[Any, Any, T]) -> T:
     them. Per thread, so that a batch can build the documents of one step side by side."""
     try:
         asyncio.get_running_loop()
+        running = True
     except RuntimeError:
+        running = False
+    if not running:  # not inside the except block: an error of ``coro`` would get it as __context__
         loop = getattr(_LOOPS, "loop", None)
         if loop is None or loop.is_closed():
             loop = _LOOPS.loop = asyncio.new_event_loop()
@@ -94,7 +104,7 @@ def display_name(node_data: Mapping[str, Any]) -> str:
     return str((node_data.get("node") or {}).get("display_name") or node_data.get("type") or "")
 
 
-def _is_secret_field(f: Mapping[str, Any]) -> bool:
+def is_secret_field(f: Mapping[str, Any]) -> bool:
     return bool(f.get("password")) or f.get("_input_type") == "SecretStrInput"
 
 
@@ -116,7 +126,7 @@ def secret_fields(node_data: Mapping[str, Any]) -> list[str]:
     rebuilds the producer in-process. Plain variables (OpenRAG's FILENAME) are not secrets.
     """
     template = (node_data.get("node") or {}).get("template") or {}
-    return [name for name in variable_fields(node_data) if _is_secret_field(template[name])]
+    return [name for name in variable_fields(node_data) if is_secret_field(template[name])]
 
 
 def run_component(
@@ -156,11 +166,14 @@ def build_component(
     ctx = RunContext(dict(variables or {}), dict(tweaks or {}), flow_name, code_policy)
 
     async def build() -> Any:
+        error: ComponentError | None = None
         try:
-            with local_file_access():
+            with local_file_access(), masking():
                 component, _ = await _instantiate(call, await resolve_inputs(call, ctx), ctx)
         except Exception as exc:
-            raise component_error(ctx, call, exc) from exc
+            error = component_error(ctx, call, exc)
+        if error is not None:
+            raise error  # out here, so that it has no __context__ (see component_error)
         return component
 
     return run_until_complete(build())
@@ -185,28 +198,48 @@ def live_key(call: ComponentCall, output: str, ctx: RunContext) -> str | None:
 
 
 def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | str) -> ComponentError:
+    """A :class:`ComponentError` for ``exc`` that holds no resolved secret and no link to ``exc``.
+
+    Dagster stores an error's whole chain (message and stack of its cause and context), so the
+    error must be raised outside of the ``except`` block, or ``from None``: the original traceback
+    (its chain included) travels only as a masked note, which Dagster shows with the message.
+    """
     if isinstance(exc, ComponentError):
-        return exc
+        error = ComponentError(
+            secrets.mask(exc.message, ctx.secrets),
+            flow_name=exc.flow_name,
+            node_id=exc.node_id,
+            display_name=exc.display_name,
+        )
+        for note in getattr(exc, "__notes__", ()):
+            error.add_note(secrets.mask(note, ctx.secrets))
+        return error
     message = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
-    for secret in sorted(ctx.secrets, key=len, reverse=True):
-        message = message.replace(secret, _MASK)
-    return ComponentError(
-        message, flow_name=ctx.flow_name, node_id=call.node_id, display_name=display_name(call.node_data)
+    error = ComponentError(
+        secrets.mask(message, ctx.secrets),
+        flow_name=ctx.flow_name,
+        node_id=call.node_id,
+        display_name=display_name(call.node_data),
     )
+    if isinstance(exc, BaseException):
+        original = "".join(traceback.format_exception(exc)).rstrip()
+        error.add_note(f"{TRACEBACK_NOTE}\n" + secrets.mask(original, ctx.secrets))
+    return error
 
 
 async def _compute(call: ComponentCall, ctx: RunContext, *, redact: bool) -> dict[str, Any]:
+    error: ComponentError | None = None
     try:
         inputs = await resolve_inputs(call, ctx)
-        with local_file_access():
+        with local_file_access(), masking():
             component, stopped = await _instantiate(call, inputs, ctx)
             results: dict[str, Any] = {}
             for name in call.outputs:
                 results[name] = await compute_output(component, call, name)
-    except ComponentError:
-        raise
     except Exception as exc:
-        raise component_error(ctx, call, exc) from exc
+        error = component_error(ctx, call, exc)
+    if error is not None:
+        raise error  # out here, so that it has no __context__ (see component_error)
     out: dict[str, Any] = {}
     for name, value in results.items():
         if stopped.get(name):
@@ -337,7 +370,8 @@ def build_vertex_component(
     vertex.custom_component = component
     _resolve_variables(vertex, params, ctx)
     component.set_attributes(params)
-    ctx.secrets.update(s for s in getattr(component, "_secret_values", set()) if isinstance(s, str) and s)
+    for value in getattr(component, "_secret_values", set()):
+        ctx.remember(value)
     stopped = _record_stops(graph, node_id)
     # What Component._build_results does before computing outputs.
     for step in ("_ensure_code_execution_policy", "_pre_run_setup_if_needed", "_handle_tool_mode"):
@@ -349,9 +383,10 @@ def build_vertex_component(
 def _resolve_variables(vertex: Any, params: dict[str, Any], ctx: RunContext) -> None:
     """Resolve ``load_from_db`` fields: the run's variables first, then the environment.
 
-    Done here instead of by lfx: its fallback refuses some names and would look in a database.
-    Only variable names are logged, never values. Values of secret fields are remembered so
-    that no output carrying them is returned.
+    Done here instead of by lfx: its fallback would look in a database, and resolves a deny-listed
+    name to None where we refuse it (runtime/variables.py). Only variable names are logged, never
+    values. Values of secret fields are remembered so that no output carrying them is returned and
+    no text carries them.
     """
     template = (vertex.data.get("node") or {}).get("template") or {}
     for name in list(getattr(vertex, "load_from_db_fields", []) or []):
@@ -361,14 +396,17 @@ def _resolve_variables(vertex: Any, params: dict[str, Any], ctx: RunContext) -> 
         variable = params.get(name)
         if not variable or not isinstance(variable, str):
             continue
-        value = ctx.variables.get(variable)
-        if value is None:
-            value = os.environ.get(variable)
+        value = variables.resolve(name, variable, ctx.variables)
         if value is None:
             log.warning("variable %s for field %s is not set", variable, name)
-        elif _is_secret_field(template.get(name) or {}):
-            ctx.secrets.add(value)
+        elif is_secret_field(template.get(name) or {}):
+            ctx.remember(value)
         params[name] = value
+    # A secret field's literal value is a secret too: a deployment tweak "${NAME}" expanded from the
+    # environment, or a credential kept in the export (--keep-credentials).
+    for name, spec in template.items():
+        if isinstance(spec, Mapping) and is_secret_field(spec):
+            ctx.remember(params.get(name))
 
 
 def _record_stops(graph: Any, node_id: str) -> dict[str, bool]:
@@ -409,14 +447,15 @@ async def compute_output(component: Any, call: ComponentCall, name: str) -> Any:
 
 
 def redact_output(call: ComponentCall, name: str, value: Any, ctx: RunContext) -> Any:
-    """Replace an output that carries a resolved secret by :class:`Redacted`."""
-    if not ctx.secrets:
+    """Replace an output that carries a secret resolved in this run (or process) by :class:`Redacted`."""
+    if not ctx.secrets and not secrets.resolved():
         return value
     try:
         text = json.dumps(encode(value))
     except TypeError:
         return value  # a live object: never encoded, so it cannot leak through IO storage
-    if any(secret in text or json.dumps(secret)[1:-1] in text for secret in ctx.secrets):
+    carried = any(secret in text or json.dumps(secret)[1:-1] in text for secret in ctx.secrets)
+    if carried or secrets.contains_secret(text):
         return Redacted(node_id=call.node_id, output=name)
     return value
 

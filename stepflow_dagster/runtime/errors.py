@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+# Heads the note that carries a failed component's own traceback, masked (see component_error).
+TRACEBACK_NOTE = "The component's error (secrets masked):"
+
 
 class ComponentError(RuntimeError):
     """A component failed to build or run; names the flow, the node and carries its message."""

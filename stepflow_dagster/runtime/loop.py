@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from stepflow_dagster.runtime import variables
 from stepflow_dagster.runtime.component import (
     BUILD_LOCK,
     ComponentCall,
@@ -19,12 +20,14 @@ from stepflow_dagster.runtime.component import (
     build_vertex_component,
     component_error,
     compute_output,
+    is_secret_field,
     local_file_access,
     payload_node,
     redact_output,
     resolve_inputs,
 )
 from stepflow_dagster.runtime.errors import ComponentError
+from stepflow_dagster.runtime.masking import masking
 
 
 def run_subgraph(
@@ -73,6 +76,7 @@ async def _arun_subgraph(
         raise ValueError(msg)
     first = next(iter(calls.values()))
     current = first
+    error: ComponentError | None = None
     try:
         resolved: dict[str, dict[str, Any]] = {}
         nodes = []
@@ -89,18 +93,24 @@ async def _arun_subgraph(
                     template[field]["value"] = value
             nodes.append(node)
         inner_edges = [dict(e) for e in edges if e.get("source") in calls and e.get("target") in calls]
+        request: dict[str, str] = {}
+        for call, node in zip(calls.values(), nodes, strict=True):
+            current = call
+            request.update(_body_variables(node["data"], ctx))
         current = first
         with BUILD_LOCK:
             graph = Graph.from_payload(
                 {"nodes": nodes, "edges": inner_edges},
                 flow_name=ctx.flow_name or None,
-                context={"request_variables": dict(ctx.variables)},
+                # lfx builds the body itself each iteration: hand it every value we resolved (secrets
+                # recorded, deny-list applied), and no fallback of its own to the environment.
+                context={"request_variables": request, "no_env_fallback": True},
                 instantiate_components=False,
             )
         results: dict[str, dict[str, Any]] = {}
         for node_id, names in outputs.items():
             current = calls[node_id]
-            with local_file_access():
+            with local_file_access(), masking():
                 with BUILD_LOCK:
                     component, stopped = build_vertex_component(graph, node_id, resolved[node_id], ctx)
                 values = {name: await compute_output(component, current, name) for name in names}
@@ -109,8 +119,25 @@ async def _arun_subgraph(
                 for name, value in values.items()
                 if not stopped.get(name)
             }
-    except ComponentError:
-        raise
     except Exception as exc:
-        raise component_error(ctx, current, exc) from exc
+        error = component_error(ctx, current, exc)
+    if error is not None:
+        raise error  # outside the except block: no __context__ to carry the original (unmasked) error
     return results
+
+
+def _body_variables(node_data: Mapping[str, Any], ctx: RunContext) -> dict[str, str]:
+    """The values of the variables a sub-graph node names (tweaks applied), as we resolve them."""
+    template = (node_data.get("node") or {}).get("template") or {}
+    values: dict[str, str] = dict(ctx.variables)
+    for field, name in variables.named_variables(node_data):
+        value = variables.resolve(field, name, ctx.variables)
+        if value is None:
+            continue
+        if is_secret_field(template.get(field) or {}):
+            ctx.remember(value)
+        values[name] = value
+    for spec in template.values():  # literal values of secret fields (see _resolve_variables)
+        if isinstance(spec, Mapping) and is_secret_field(spec) and not spec.get("load_from_db"):
+            ctx.remember(spec.get("value"))
+    return values

@@ -260,3 +260,20 @@ def test_the_run_status_sensor_emits_the_run_span_once(
     assert len(emitted) == 1 and emitted[0].name == "run hello_world"
     assert emitted[0].context is not None and emitted[0].context.span_id == telemetry.run_span_id(run_id)
     assert emitted[0].attributes is not None and emitted[0].attributes["stepflow.flow"]
+
+
+def test_values_the_runtime_resolved_are_masked_whatever_their_variable_is_called(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from stepflow_dagster.runtime import secrets as registry
+
+    value = "opaque-value-4f2e9a71"
+    monkeypatch.setenv("STEPFLOW_TEST_MODEL_CONFIG", value)  # not a secret-looking name
+    assert value in "\n".join(s.to_json() for s in _fail_with_secret(value))  # unknown: not masked
+    registry.remember(value)  # what the runtime does when a secret field resolves to it
+    try:
+        text = "\n".join(s.to_json() for s in _fail_with_secret(value))
+    finally:
+        registry.forget()
+        telemetry.reset()
+    assert value not in text and "[redacted]" in text
