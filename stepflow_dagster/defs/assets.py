@@ -258,6 +258,7 @@ def removal_job(
 
     @dg.op(
         name=f"{name}__remove",
+        out={},  # it reports through materializations, hands nothing on
         required_resource_keys={"langflow"},
         tags={"stepflow/flow": plan.flow},
         config_schema={"documents": dg.Field([str], description="Document paths in the drop location.")},

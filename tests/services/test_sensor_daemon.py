@@ -273,5 +273,7 @@ def test_daemon_ingests_a_drop_in_batches_each_document_once(
                 "the removal",
             )
             assert chunks_by_document(client, index) == {k: 1 for k in words if k != "b/report.md"}
+            removals = instance.get_runs(dg.RunsFilter(job_name="opensearch_ingestion_flow_removal"))
+            assert [r.status.value for r in removals] == ["SUCCESS"]
     finally:
         daemon.stop()
