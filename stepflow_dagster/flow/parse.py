@@ -242,6 +242,8 @@ def _parse_edge(flow: str, raw: Any, index: int, nodes: Mapping[str, Node]) -> E
         target_field=field,
         input_types=tuple(target_handle.get("inputTypes") or target_handle.get("output_types") or ()),
         loop_feedback=feedback,
+        source_handle=source_handle,
+        target_handle=target_handle,
     )
 
 
