@@ -41,6 +41,7 @@ def _render(analysis: Analysis) -> str:
         lines.append("component code (runtime policy):")
         lines += [f"  {node}: {effect}" for node, effect in a.code_policy.items()]
     lines += [f"warning: {w.message}" for w in a.warnings]
+    lines += [f"warning: node {node!r} {why}" for node, why in a.code_warnings.items()]
     return "\n".join(lines)
 
 
@@ -48,11 +49,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     flow = load_flow(args.flow)
     analysis = analyze(flow)
     if args.code_policy:
-        from .runtime import describe_code_policy
+        from .runtime import decide_code
 
-        analysis.code_policy = {
-            n.id: describe_code_policy(n.data, args.code_policy) for n in flow.nodes.values()
-        }
+        decisions = {n.id: decide_code(n.data, args.code_policy) for n in flow.nodes.values()}
+        analysis.code_policy = {node: d.description for node, d in decisions.items()}
+        analysis.code_warnings = {node: d.warning for node, d in decisions.items() if d.warning}
     print(json.dumps(analysis.to_dict(), indent=2) if args.json else _render(analysis))
     return 0
 

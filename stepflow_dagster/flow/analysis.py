@@ -92,7 +92,9 @@ class Analysis:
     warnings: list[CredentialWarning]
     inputs: list[FlowIO]
     outputs: list[FlowIO]
-    code_policy: dict[str, str] = field(default_factory=dict)
+    code_policy: dict[str, str] = field(default_factory=dict)  # node -> what runs and why (--code-policy)
+    # node -> why the export's code is kept although an installed version exists (--code-policy)
+    code_warnings: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)

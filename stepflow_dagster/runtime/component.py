@@ -198,6 +198,8 @@ def payload_node(call: ComponentCall, ctx: RunContext) -> dict[str, Any]:
         node_data, policy_for(ctx.code_policy, call.node_id, display_name(node_data))
     )
     log.debug("node %s code: %s", call.node_id, decision.description)
+    if decision.warning:
+        log.warning("node %s %s", call.node_id, decision.warning)
     node = {"id": call.node_id, "type": "genericNode", "data": node_data}
     tweaks = _tweaks_for(node_data, call.node_id, ctx.tweaks)
     if tweaks:
