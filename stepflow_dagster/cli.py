@@ -35,6 +35,16 @@ def _render(analysis: Analysis) -> str:
         lines.append("routers (the branch not taken is skipped): " + ", ".join(a.routers))
     lines.append("variables (resolved at run time from run config, then the environment):")
     lines += [f"  {v.variable:<28} {v.node}.{v.field}" for v in a.variables] or ["  (none)"]
+    if a.empty_credentials:
+        lines.append(
+            "credentials empty in the export (needed at run time: the deployment file's "
+            'run.tweaks.<node>.<field>: "${ENV_VAR}" fills one in the step\'s process):'
+        )
+        lines += [
+            f"  {c.node}.{c.field} ({c.display_name})"
+            + ("  [hidden in the export: needed once its option is chosen]" if c.hidden else "")
+            for c in a.empty_credentials
+        ]
     lines.append("inputs:  " + (", ".join(f"{i.node} ({i.kind})" for i in a.inputs) or "(none)"))
     lines.append("outputs: " + (", ".join(o.node for o in a.outputs) or "(none)"))
     if a.code_policy:
