@@ -120,26 +120,12 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         policies[node if sep else "*"] = policy
     if policies:
         config["code_policy"] = policies
-    level = "DEBUG" if getattr(args, "verbose", False) else "WARNING"
+    # Without -v the event log stays quiet (a failure prints its own summary; warnings still show).
+    level = "DEBUG" if getattr(args, "verbose", False) else "CRITICAL"
     return {
         "resources": {"langflow": {"config": config}},
         "loggers": {"console": {"config": {"log_level": level}}},
     }
-
-
-def _failure_lines(result: Any, plan: Any) -> list[str]:
-    lines = []
-    for event in result.all_events:
-        if not event.is_step_failure:
-            continue
-        error = event.event_specific_data.error
-        while error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
-            error = error.cause
-        step = plan.step(event.step_key.rsplit(".", 1)[-1])  # asset steps are prefixed by their graph
-        lines.append(
-            f"error: step {step.name} (node {step.node_id}, {step.display_name}): {error.message.strip()}"
-        )
-    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -149,6 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .defs import StepflowSettings
     from .defs.ops import preview
     from .defs.single import reconstructable_job
+    from .run_report import failure_lines, run_instance
     from .runtime import decode
 
     for item in args.var:
@@ -160,12 +147,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = os.environ.get("STEPFLOW_EXECUTOR", StepflowSettings.executor)
     executor = "in_process" if args.in_process else default
     with tempfile.TemporaryDirectory(prefix="stepflow-run-") as tmp:
-        if os.environ.get("DAGSTER_HOME"):
-            instance = dg.DagsterInstance.get()
-            storage = None
-        else:
-            instance = dg.DagsterInstance.local_temp(tmp)
-            storage = str(Path(tmp) / "storage")
+        instance, storage = run_instance(tmp, verbose=args.verbose)
         with (
             instance,
             dg.execute_job(
@@ -181,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 telemetry.emit_run_span_for(instance, result.run_id)
             if not result.success:
-                for line in _failure_lines(result, plan):
+                for line in failure_lines(result, plan, verbose=args.verbose):
                     print(line, file=sys.stderr)
                 return 1
             outputs = {}
@@ -207,6 +189,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     from .defs import StepflowSettings, build_definitions
     from .defs.assets import scan_documents
+    from .run_report import failure_lines
 
     flow = Path(args.flow)
     plan = plan_flow(load_flow(flow))
@@ -250,7 +233,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 print(f"{doc}: {'ingested' if result.success else 'FAILED'}, chunks: {written}")
                 failed += not result.success
                 if not result.success:
-                    for line in _failure_lines(result, plan):
+                    for line in failure_lines(result, plan, hint=False):
                         print(line, file=sys.stderr)
     return 1 if failed else 0
 

@@ -132,14 +132,20 @@ def run_component(
     return result
 
 
-def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | str) -> ComponentError:
+def component_error(
+    ctx: RunContext, call: ComponentCall, exc: BaseException | str, field: str = ""
+) -> ComponentError:
     if isinstance(exc, ComponentError):
         return exc
     message = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
     for secret in sorted(ctx.secrets, key=len, reverse=True):
         message = message.replace(secret, _MASK)
     return ComponentError(
-        message, flow_name=ctx.flow_name, node_id=call.node_id, display_name=display_name(call.node_data)
+        message,
+        flow_name=ctx.flow_name,
+        node_id=call.node_id,
+        display_name=display_name(call.node_data),
+        field=field,
     )
 
 
@@ -180,14 +186,14 @@ async def _resolve_value(call: ComponentCall, field_name: str, value: Any, ctx: 
             msg = (
                 f"live input {field_name!r}: producer {value.call.node_id!r} stopped output {value.output!r}"
             )
-            raise component_error(ctx, call, msg)
+            raise component_error(ctx, call, msg, field_name)
         return produced[value.output]
     if isinstance(value, Redacted):
         msg = (
             f"input {field_name!r} comes from {value.node_id!r}.{value.output}, which carries a secret; "
             "feed it as a LiveInput so it is rebuilt in this process"
         )
-        raise component_error(ctx, call, msg)
+        raise component_error(ctx, call, msg, field_name)
     return value
 
 
