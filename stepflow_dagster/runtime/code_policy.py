@@ -12,6 +12,8 @@ renames alone. Our policy is narrower and per node:
   field of the node's template as the export meant it (``code_inputs``), runs the installed code.
   Edited and unknown nodes keep their frozen code; so do nodes whose installed code changed its
   inputs or outputs, with a warning (the export's code may not run on this lfx).
+- ``upgrade`` (asked for per node): the installed code even for edited nodes, and even where its
+  inputs changed (with a warning naming the fields it may misread); not where outputs are missing.
 
 The lookup reads lfx's shipped component index (JSON) and scans extension sources as text: it
 never imports lfx's component modules, so ``analyze`` can call it cheaply.
@@ -344,13 +346,18 @@ def _decide(node_data: Mapping[str, Any], policy: str) -> CodeDecision:
     missing = _missing_outputs(node_data, installed.code)
     if missing:
         return _kept(f"installed code lacks output(s) {', '.join(missing)}")
+    upgraded = f"upgraded to installed code ({installed.source})"
     if installed.inputs is None:
-        return _kept("installed inputs cannot be read without importing the component")
-    changed = input_mismatches(node_data, installed.inputs)
-    if changed:
-        return _kept(f"installed code reads fields differently ({'; '.join(changed)})")
-    why = "not edited, outputs kept, inputs read alike"
-    return CodeDecision(installed.code, f"upgraded to installed code ({installed.source}): {why}", True)
+        problem = "installed inputs cannot be read without importing the component"
+    else:
+        mismatches = input_mismatches(node_data, installed.inputs)
+        problem = f"installed code reads fields differently ({'; '.join(mismatches)})" if mismatches else ""
+    if problem and policy == "upgrade":  # asked for by name: run it, and say what it may misread
+        return CodeDecision(installed.code, f"{upgraded} as asked; {problem}", True, warning=problem)
+    if problem:
+        return _kept(problem)
+    why = "not edited, " if policy == "upgrade-stock" else ""
+    return CodeDecision(installed.code, f"{upgraded}: {why}outputs kept, inputs read alike", True)
 
 
 def _kept(why: str) -> CodeDecision:

@@ -154,3 +154,10 @@ def test_upgraded_code_reads_every_field_of_the_export(name: str) -> None:
                 assert new_kind in HANDLE_INPUTS and accepted <= offered, f"{where}: {old_kind} -> {new_kind}"
             if old_kind == "DropdownInput" and old.get("value") and not new.get("combobox"):
                 assert old["value"] in new.get("options", []), where
+
+
+def test_upgrade_asked_for_by_name_runs_the_installed_code_with_a_warning() -> None:
+    node = flow_nodes("langflow_starter__Basic_Prompting.json")["LanguageModelComponent-kBOja"]
+    decision = decide_code(node, "upgrade")
+    assert decision.upgraded and decision.code is not None
+    assert decision.warning is not None and "provider: DropdownInput -> StrInput" in decision.warning
