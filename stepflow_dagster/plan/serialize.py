@@ -38,9 +38,13 @@ def _printable(text: str) -> bool:
     return not _NOT_PRINTABLE.search(text)
 
 
+# One encoder for every line: json.dumps builds a new one per call when given options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def _json(value: Any) -> str:
     """One line of JSON, which is also YAML (flow style); non-printable characters escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    text = _ENCODER.encode(value)
     if text.isascii() and "\x7f" not in text:  # JSON already escaped the control characters
         return text
     return _NOT_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
@@ -133,12 +137,28 @@ def _component_doc(component: Component) -> dict[str, Any]:
     }
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(obj: Any) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once per class."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    return names
+
+
 def _record(obj: Any) -> Any:
     """A small dataclass as plain data, without dataclasses.asdict's deep copies (10x slower here)."""
-    if is_dataclass(obj):
-        return {f.name: _record(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, _SCALARS):  # most values: skip the dataclass check
+        return obj
     if isinstance(obj, tuple | list):
         return [_record(v) for v in obj]
+    if is_dataclass(obj):
+        return {name: _record(getattr(obj, name)) for name in _field_names(obj)}
     return obj
 
 
@@ -149,7 +169,7 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, _ONE_LINE):
         return _Line(_record(obj))
     if is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+        return {name: _plain(getattr(obj, name)) for name in _field_names(obj)}
     if isinstance(obj, tuple | list):
         return [_plain(v) for v in obj]
     return obj
