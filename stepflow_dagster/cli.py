@@ -35,12 +35,23 @@ def _render(analysis: Analysis) -> str:
         lines.append("routers (the branch not taken is skipped): " + ", ".join(a.routers))
     lines.append("variables (resolved at run time from run config, then the environment):")
     lines += [f"  {v.variable:<28} {v.node}.{v.field}" for v in a.variables] or ["  (none)"]
+    if a.empty_credentials:
+        lines.append(
+            "credentials empty in the export (needed at run time: the deployment file's "
+            'run.tweaks.<node>.<field>: "${ENV_VAR}" fills one in the step\'s process):'
+        )
+        lines += [
+            f"  {c.node}.{c.field} ({c.display_name})"
+            + ("  [hidden in the export: needed once its option is chosen]" if c.hidden else "")
+            for c in a.empty_credentials
+        ]
     lines.append("inputs:  " + (", ".join(f"{i.node} ({i.kind})" for i in a.inputs) or "(none)"))
     lines.append("outputs: " + (", ".join(o.node for o in a.outputs) or "(none)"))
     if a.code_policy:
         lines.append("component code (runtime policy):")
         lines += [f"  {node}: {effect}" for node, effect in a.code_policy.items()]
     lines += [f"warning: {w.message}" for w in a.warnings]
+    lines += [f"warning: node {node!r} {why}" for node, why in a.code_warnings.items()]
     return "\n".join(lines)
 
 
@@ -48,11 +59,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     flow = load_flow(args.flow)
     analysis = analyze(flow)
     if args.code_policy:
-        from .runtime import describe_code_policy
+        from .runtime import decide_code
 
-        analysis.code_policy = {
-            n.id: describe_code_policy(n.data, args.code_policy) for n in flow.nodes.values()
-        }
+        decisions = {n.id: decide_code(n.data, args.code_policy) for n in flow.nodes.values()}
+        analysis.code_policy = {node: d.description for node, d in decisions.items()}
+        analysis.code_warnings = {node: d.warning for node, d in decisions.items() if d.warning}
     print(json.dumps(analysis.to_dict(), indent=2) if args.json else _render(analysis))
     return 0
 
@@ -109,28 +120,12 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
         policies[node if sep else "*"] = policy
     if policies:
         config["code_policy"] = policies
-    level = "DEBUG" if getattr(args, "verbose", False) else "WARNING"
+    # Without -v the event log stays quiet (a failure prints its own summary; warnings still show).
+    level = "DEBUG" if getattr(args, "verbose", False) else "CRITICAL"
     return {
         "resources": {"langflow": {"config": config}},
         "loggers": {"console": {"config": {"log_level": level}}},
     }
-
-
-def _failure_lines(result: Any, plan: Any) -> list[str]:
-    from .runtime.errors import TRACEBACK_NOTE
-
-    lines = []
-    for event in result.all_events:
-        if not event.is_step_failure:
-            continue
-        error = event.event_specific_data.error
-        while error.cause is not None and "DagsterExecutionStepExecutionError" in error.cls_name:
-            error = error.cause
-        step = plan.step(event.step_key.rsplit(".", 1)[-1])  # asset steps are prefixed by their graph
-        # The component's own traceback is in the step failure Dagster logs above: not in the summary line.
-        message = error.message.split(TRACEBACK_NOTE, 1)[0].strip()
-        lines.append(f"error: step {step.name} (node {step.node_id}, {step.display_name}): {message}")
-    return lines
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -142,6 +137,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .defs.ops import preview
     from .defs.secret_config import refuse_secrets
     from .defs.single import reconstructable_job
+    from .run_report import failure_lines, run_instance
     from .runtime import decode
 
     config = run_config(args)
@@ -161,12 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     default = os.environ.get("STEPFLOW_EXECUTOR", StepflowSettings.executor)
     executor = "in_process" if args.in_process else default
     with tempfile.TemporaryDirectory(prefix="stepflow-run-") as tmp:
-        if os.environ.get("DAGSTER_HOME"):
-            instance = dg.DagsterInstance.get()
-            storage = None
-        else:
-            instance = dg.DagsterInstance.local_temp(tmp)
-            storage = str(Path(tmp) / "storage")
+        instance, storage = run_instance(tmp, verbose=args.verbose)
         with (
             instance,
             dg.execute_job(
@@ -182,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
                 telemetry.emit_run_span_for(instance, result.run_id)
             if not result.success:
-                for line in _failure_lines(result, plan):
+                for line in failure_lines(result, plan, verbose=args.verbose):
                     print(line, file=sys.stderr)
                 return 1
             outputs = {}
@@ -211,6 +202,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from .defs import StepflowSettings, build_definitions
     from .defs.assets import _listing
     from .defs.deployment import load_deployment
+    from .run_report import failure_lines
 
     flow = Path(args.flow)
     plan = plan_flow(load_flow(flow))
@@ -262,7 +254,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                         failed += 1
                         print(f"{doc}: FAILED")
                 if not result.success:
-                    for line in _failure_lines(result, plan):
+                    for line in failure_lines(result, plan, hint=False):
                         print(line, file=sys.stderr)
     return 1 if failed else 0
 

@@ -72,3 +72,41 @@ def test_broken_flow_exits_non_zero_and_writes_nothing(case: str, tmp_path: Path
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     res = cli("analyze", str(tmp_path / "nope.json"))
     assert res.returncode == 2 and "cannot read file" in res.stderr
+
+
+def test_analyze_lists_credentials_the_export_leaves_empty() -> None:
+    path = str(shared_flow("langflow_starter_1.13__Basic_Prompting.json"))
+    res = cli("analyze", path)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    at = lines.index("variables (resolved at run time from run config, then the environment):")
+    assert lines[at + 1] == "  (none)"
+    assert lines[at + 2].startswith("credentials empty in the export (needed at run time")
+    assert lines[at + 3] == "  LanguageModelComponent-FLeYF.api_key (API Key)"
+    doc = json.loads(cli("analyze", path, "--json").stdout)
+    assert doc["empty_credentials"] == [
+        {
+            "node": "LanguageModelComponent-FLeYF",
+            "field": "api_key",
+            "display_name": "API Key",
+            "hidden": False,
+        }
+    ]
+
+
+def test_empty_credentials_hidden_by_an_unselected_option_are_marked() -> None:
+    doc = json.loads(cli("analyze", str(shared_flow("openrag__ingestion_flow.json")), "--json").stdout)
+    # the OpenSearch password of basic auth, while the export selects JWT (whose token is a literal)
+    assert doc["empty_credentials"] == [
+        {
+            "node": "OpenSearchHybrid-Ve6bS",
+            "field": "password",
+            "display_name": "OpenSearch Password",
+            "hidden": True,
+        }
+    ]
+    # a field that names a variable is a variable, not an empty credential
+    doc = json.loads(
+        cli("analyze", str(shared_flow("langflow_starter__Basic_Prompting.json")), "--json").stdout
+    )
+    assert doc["empty_credentials"] == [] and [v["variable"] for v in doc["variables"]] == ["OPENAI_API_KEY"]

@@ -293,28 +293,36 @@ def run_step(
 
 
 def _raw_edge(step: Step, edge: InnerEdge) -> dict[str, Any]:
-    """An edge inside a loop step, as a Langflow export writes it (lfx builds the sub-graph from these)."""
-    source = {
-        "dataType": step.component(edge.source).type,
-        "id": edge.source,
-        "name": edge.output,
-        "output_types": list(edge.output_types),
-    }
-    if edge.loop_feedback:  # the item goes back into the Loop's output that accepts it
-        target = {
-            "dataType": step.component(edge.target).type,
-            "id": edge.target,
-            "name": edge.field,
-            "output_types": list(edge.input_types),
+    """An edge inside a loop step, as the export wrote it (lfx builds the sub-graph from these and checks
+    each handle's types against the nodes: rebuilt types that differ fail with "invalid handles")."""
+    import copy
+
+    source, target = copy.deepcopy(edge.source_handle), copy.deepcopy(edge.target_handle)
+    if not source or not target:  # a plan written before the handles were kept: rebuild from the nodes
+        source_data, target_data = step.component(edge.source).data, step.component(edge.target).data
+        out = next(o for o in source_data["node"]["outputs"] if o["name"] == edge.output)
+        source = {
+            "dataType": source_data["type"],
+            "id": edge.source,
+            "name": edge.output,
+            "output_types": list(out.get("types") or []),
         }
-    else:
-        spec = step.component(edge.target).data["node"]["template"].get(edge.field, {})
-        target = {
-            "fieldName": edge.field,
-            "id": edge.target,
-            "inputTypes": list(edge.input_types),
-            "type": spec.get("type", "str"),
-        }
+        if edge.loop_feedback:  # the item goes back into the Loop's output that accepts it
+            back = next(o for o in target_data["node"]["outputs"] if o["name"] == edge.field)
+            target = {
+                "dataType": target_data["type"],
+                "id": edge.target,
+                "name": edge.field,
+                "output_types": list(dict.fromkeys([*back.get("types", []), *back.get("loop_types", [])])),
+            }
+        else:
+            spec = target_data["node"]["template"].get(edge.field, {})
+            target = {
+                "fieldName": edge.field,
+                "id": edge.target,
+                "inputTypes": list(spec.get("input_types") or []),
+                "type": spec.get("type", "str"),
+            }
     return {
         "source": edge.source,
         "target": edge.target,

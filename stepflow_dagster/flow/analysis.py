@@ -54,6 +54,16 @@ class CredentialWarning:
 
 
 @dataclass(frozen=True)
+class EmptyCredential:
+    """A credential field the export leaves empty (no value, no variable, no edge): the run must fill it."""
+
+    node: str
+    field: str
+    display_name: str  # the field's label in Langflow
+    hidden: bool = False  # hidden in the export: its option (provider, auth mode) is not the one selected
+
+
+@dataclass(frozen=True)
 class EdgeInfo:
     source: str
     output: str
@@ -90,9 +100,12 @@ class Analysis:
     routers: list[str]
     variables: list[VariableUse]
     warnings: list[CredentialWarning]
+    empty_credentials: list[EmptyCredential]
     inputs: list[FlowIO]
     outputs: list[FlowIO]
-    code_policy: dict[str, str] = field(default_factory=dict)
+    code_policy: dict[str, str] = field(default_factory=dict)  # node -> what runs and why (--code-policy)
+    # node -> why the export's code is kept although an installed version exists (--code-policy)
+    code_warnings: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)
@@ -123,6 +136,10 @@ def credential_variable(node: Node, field_name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", f"{node.id}_{field_name}").strip("_").upper()
 
 
+def _is_credential(name: str, spec: dict[str, Any]) -> bool:
+    return bool(spec.get("password")) or bool(_CREDENTIAL_NAME.search(name) and spec.get("type") == "str")
+
+
 def literal_credentials(node: Node) -> list[CredentialWarning]:
     found = []
     for name, spec in node.template.items():
@@ -131,8 +148,22 @@ def literal_credentials(node: Node) -> list[CredentialWarning]:
         value = spec.get("value")
         if not isinstance(value, str) or not value.strip():
             continue
-        if spec.get("password") or (_CREDENTIAL_NAME.search(name) and spec.get("type") == "str"):
+        if _is_credential(name, spec):
             found.append(CredentialWarning(node.id, name, credential_variable(node, name)))
+    return found
+
+
+def empty_credentials(flow: Flow, node: Node) -> list[EmptyCredential]:
+    """Credential fields with no value, no variable and no edge feeding them."""
+    fed = {e.target_field for e in flow.incoming(node.id)}
+    found = []
+    for name, spec in node.template.items():
+        if not isinstance(spec, dict) or name in fed or not _is_credential(name, spec):
+            continue
+        value = spec.get("value")
+        if value is None or (isinstance(value, str) and not value.strip()):
+            label = str(spec.get("display_name") or name)
+            found.append(EmptyCredential(node.id, name, label, hidden=spec.get("show") is False))
     return found
 
 
@@ -217,6 +248,7 @@ def analyze(flow: Flow) -> Analysis:
         routers=[n.id for n in nodes if is_router(n) and not any(o.allows_loop for o in n.outputs)],
         variables=[v for n in nodes for v in variables(n)],
         warnings=[w for n in nodes for w in literal_credentials(n)],
+        empty_credentials=[c for n in nodes for c in empty_credentials(flow, n)],
         inputs=flow_inputs(flow),
         outputs=flow_outputs(flow),
     )

@@ -67,6 +67,10 @@ class Edge:
     target_field: str
     input_types: tuple[str, ...]
     loop_feedback: bool = False
+    # The export's `data.sourceHandle` / `data.targetHandle` objects, kept whole: lfx checks them when it
+    # builds a graph (a loop's sub-graph), and types rebuilt from the outputs would not match.
+    source_handle: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    target_handle: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
 
 @dataclass(frozen=True, eq=False)

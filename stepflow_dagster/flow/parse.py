@@ -15,6 +15,7 @@ from typing import Any
 from .errors import FlowError
 from .gcpause import gc_paused
 from .model import Edge, Flow, Node, Output
+from .versions import newest
 
 NOTE_TYPES = {"noteNode"}
 
@@ -71,8 +72,9 @@ def parse_flow(doc: Any, *, default_name: str = "flow", source: str = "") -> Flo
 
 
 def _node_version(nodes: Mapping[str, Node]) -> str | None:
-    versions = {n.data["node"].get("lf_version") for n in nodes.values()} - {None, ""}
-    return max(versions) if versions else None
+    """The newest Langflow version a node was saved with, compared as versions ("1.10" > "1.9")."""
+    versions = dict.fromkeys(n.data["node"].get("lf_version") for n in nodes.values())
+    return newest(v for v in versions if isinstance(v, str) and v)
 
 
 def _require(flow: str, obj: Any, key: str, *, node: str | None = None, what: str = "") -> Any:
@@ -242,6 +244,8 @@ def _parse_edge(flow: str, raw: Any, index: int, nodes: Mapping[str, Node]) -> E
         target_field=field,
         input_types=tuple(target_handle.get("inputTypes") or target_handle.get("output_types") or ()),
         loop_feedback=feedback,
+        source_handle=source_handle,
+        target_handle=target_handle,
     )
 
 

@@ -157,7 +157,13 @@ def _step(flow: Flow, main: str, grouping: _Grouping, keep_credentials: bool) ->
             if edge.source in in_group:
                 inner.append(
                     InnerEdge(
-                        edge.source, edge.source_output, edge.target, edge.target_field, edge.loop_feedback
+                        edge.source,
+                        edge.source_output,
+                        edge.target,
+                        edge.target_field,
+                        edge.loop_feedback,
+                        dict(edge.source_handle),
+                        dict(edge.target_handle),
                     )
                 )
                 continue

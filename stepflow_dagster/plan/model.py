@@ -5,7 +5,8 @@ Plain dataclasses, with `to_dict`/`from_dict` so that the YAML form loads back i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
 from functools import cached_property
 from typing import Any
 
@@ -55,15 +56,20 @@ class Component:
 
 @dataclass(frozen=True)
 class InnerEdge:
-    """An edge between two components of the same step (loop steps only)."""
+    """An edge between two components of the same step (loop steps only).
+
+    `source_handle`/`target_handle` are the export's `data.sourceHandle`/`data.targetHandle` objects as
+    they are: lfx rebuilds the loop's sub-graph from them and refuses handles whose types do not match.
+    """
 
     source: str
     output: str
     target: str
     field: str
     loop_feedback: bool = False
-    output_types: tuple[str, ...] = ()
-    input_types: tuple[str, ...] = ()
+    # `dataclasses.field`: the name `field` is this record's own attribute.
+    source_handle: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
+    target_handle: dict[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)
@@ -150,16 +156,7 @@ class FlowPlan:
                 ),
                 outputs=tuple(StepOutput(**{**o, "types": tuple(o["types"])}) for o in s["outputs"]),
                 variables=tuple(Variable(**v) for v in s["variables"]),
-                inner_edges=tuple(
-                    InnerEdge(
-                        **{
-                            **e,
-                            "output_types": tuple(e["output_types"]),
-                            "input_types": tuple(e["input_types"]),
-                        }
-                    )
-                    for e in s["inner_edges"]
-                ),
+                inner_edges=tuple(_inner_edge(e) for e in s["inner_edges"]),
             )
             for s in doc["steps"]
         )
@@ -174,3 +171,11 @@ class FlowPlan:
             description=doc.get("description", ""),
             version=doc.get("version", 1),
         )
+
+
+_INNER_EDGE_FIELDS = frozenset(f.name for f in fields(InnerEdge))
+
+
+def _inner_edge(doc: dict[str, Any]) -> InnerEdge:
+    # Plans written before the handles were kept carry empty `output_types`/`input_types`: dropped.
+    return InnerEdge(**{k: v for k, v in doc.items() if k in _INNER_EDGE_FIELDS})

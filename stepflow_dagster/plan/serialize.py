@@ -10,6 +10,7 @@ the tests check that every plan loads back equal.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from dataclasses import fields, is_dataclass
@@ -28,6 +29,7 @@ _NOT_PLAIN = {"true", "false", "yes", "no", "on", "off", "null"}
 _NOT_PRINTABLE = re.compile(r"[^\t\n\x20-\x7e\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029]")
 _ASCII_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _LINE_START = re.compile(r"\n(?=[^\n])")
+_IMPLICIT_KEY_MAX = 1000
 
 
 def _printable(text: str) -> bool:
@@ -36,32 +38,53 @@ def _printable(text: str) -> bool:
     return not _NOT_PRINTABLE.search(text)
 
 
+# One encoder for every line: json.dumps builds a new one per call when given options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "))
+
+
 def _json(value: Any) -> str:
     """One line of JSON, which is also YAML (flow style); non-printable characters escaped."""
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    text = _ENCODER.encode(value)
     if text.isascii() and "\x7f" not in text:  # JSON already escaped the control characters
         return text
     return _NOT_PRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
 
 
+def _plain_ok(text: str) -> bool:
+    """Whether YAML reads ``text`` written bare as this very string (not a bool, null, number, ...)."""
+    return bool(_PLAIN.fullmatch(text)) and not text.endswith(" ") and text.lower() not in _NOT_PLAIN
+
+
+@functools.lru_cache(maxsize=4096)  # keys repeat across nodes (field names, record fields)
+def _key(key: Any) -> str:
+    """A mapping key: bare when YAML reads it back as the same string, else a double-quoted scalar."""
+    if not isinstance(key, str):
+        return json.dumps(key)
+    return key if _plain_ok(key) else _json(key)
+
+
 def _scalar(value: Any, pad: str) -> str:
     if value is None or isinstance(value, bool | int | float):
         return json.dumps(value)
-    if "\n" in value and _printable(value):
+    # A literal block cannot hold only line breaks (it would read back empty): those go as JSON.
+    if "\n" in value and value.strip("\n") and _printable(value):
         chomp = "-" if not value.endswith("\n") else ("+" if value.endswith("\n\n") else "")
         body = value[:-1] if value.endswith("\n") else value
         # An explicit indentation indicator lets the text open with spaces or an empty line.
         return f"|2{chomp}" + _LINE_START.sub("\n" + pad + "  ", "\n" + body)
-    if _PLAIN.match(value) and not value.endswith(" ") and value.lower() not in _NOT_PLAIN:
-        return value
-    return _json(value)
+    return value if _plain_ok(value) else _json(value)
 
 
 def _emit(value: Any, pad: str, out: list[str]) -> None:
     """Append the lines of a mapping or sequence, indented by `pad`."""
     items = value.items() if isinstance(value, dict) else enumerate(value)
     for key, item in items:
-        lead = f"{pad}{key}:" if isinstance(value, dict) else f"{pad}-"
+        if isinstance(value, dict):
+            name = _key(key)
+            # YAML caps an implicit key at 1024 characters: longer ones take the explicit "? key" form.
+            lead = f"{pad}{name}:" if len(name) < _IMPLICIT_KEY_MAX else f"{pad}? {name}\n{pad}:"
+        else:
+            lead = f"{pad}-"
         if isinstance(item, _Line):
             out.append(f"{lead} {_json(item.value)}")
         elif isinstance(item, dict | list | tuple) and item:
@@ -114,12 +137,28 @@ def _component_doc(component: Component) -> dict[str, Any]:
     }
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(obj: Any) -> tuple[str, ...]:
+    """A dataclass's field names, looked up once per class."""
+    names = _FIELD_NAMES.get(type(obj))
+    if names is None:
+        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
+    return names
+
+
 def _record(obj: Any) -> Any:
     """A small dataclass as plain data, without dataclasses.asdict's deep copies (10x slower here)."""
-    if is_dataclass(obj):
-        return {f.name: _record(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, _SCALARS):  # most values: skip the dataclass check
+        return obj
     if isinstance(obj, tuple | list):
         return [_record(v) for v in obj]
+    if is_dataclass(obj):
+        return {name: _record(getattr(obj, name)) for name in _field_names(obj)}
     return obj
 
 
@@ -130,7 +169,7 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, _ONE_LINE):
         return _Line(_record(obj))
     if is_dataclass(obj):
-        return {f.name: _plain(getattr(obj, f.name)) for f in fields(obj)}
+        return {name: _plain(getattr(obj, name)) for name in _field_names(obj)}
     if isinstance(obj, tuple | list):
         return [_plain(v) for v in obj]
     return obj

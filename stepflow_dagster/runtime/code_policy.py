@@ -8,8 +8,12 @@ renames alone. Our policy is narrower and per node:
 - ``frozen``: every node keeps the code stored in the flow.
 - ``upgrade-stock`` (default): a node that is not marked ``edited``, whose type is an installed
   component (lfx's core index or an installed extension such as lfx-docling / lfx-bundles), and
-  whose declared outputs the installed code still provides, runs the installed code. Edited
-  and unknown nodes keep their frozen code.
+  whose declared outputs the installed code still provides, and whose installed inputs read every
+  field of the node's template as the export meant it (``code_inputs``), runs the installed code.
+  Edited and unknown nodes keep their frozen code; so do nodes whose installed code changed its
+  inputs or outputs, with a warning (the export's code may not run on this lfx).
+- ``upgrade`` (asked for per node): the installed code even for edited nodes, and even where its
+  inputs changed (with a warning naming the fields it may misread); not where outputs are missing.
 
 The lookup reads lfx's shipped component index (JSON) and scans extension sources as text: it
 never imports lfx's component modules, so ``analyze`` can call it cheaply.
@@ -27,6 +31,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
+
+from .code_inputs import input_mismatches, inputs_from_source, template_inputs
 
 CodePolicy = Literal["upgrade-stock", "frozen"]
 # upgrade-stock: stock components run the installed code unless edited in Langflow; upgrade: even edited
@@ -47,12 +53,17 @@ class CodeDecision:
     code: str | None
     description: str
     upgraded: bool
+    # Set when the export's (outdated) code is kept because the installed code changed its inputs.
+    warning: str | None = None
 
 
 @dataclass(frozen=True)
 class InstalledComponent:
     code: str
     source: str  # "lfx core index" or the extension source file
+    # Input name -> field spec (index template keys: _input_type, list, type, options, input_types);
+    # None when the inputs cannot be read without importing the component.
+    inputs: Mapping[str, Mapping[str, Any]] | None = None
 
 
 def frozen_code(node_data: Mapping[str, Any]) -> str | None:
@@ -72,8 +83,8 @@ def _lfx_dir() -> Path | None:
 
 
 @functools.cache
-def _core_index() -> dict[str, str]:
-    """Component type (and lfx's aliases for it) -> installed code, from lfx's shipped index."""
+def _core_index() -> dict[str, tuple[str, Mapping[str, Any]]]:
+    """Component type (and lfx's aliases for it) -> installed code and template, from lfx's index."""
     lfx_dir = _lfx_dir()
     if lfx_dir is None:
         return {}
@@ -90,12 +101,13 @@ def _core_index() -> dict[str, str]:
         flat = flatten_components_with_aliases(all_types)
     except ImportError:  # the alias helper moved: fall back to exact type keys
         flat = {k: v for comps in all_types.values() for k, v in comps.items()}
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, Mapping[str, Any]]] = {}
     for key, entry in flat.items():
-        code_field = entry.get("template", {}).get("code") if isinstance(entry, Mapping) else None
+        template = entry.get("template", {}) if isinstance(entry, Mapping) else {}
+        code_field = template.get("code")
         code = code_field.get("value") if isinstance(code_field, Mapping) else None
         if isinstance(code, str) and code:
-            out[key] = code
+            out[key] = (code, template)
     return out
 
 
@@ -126,14 +138,16 @@ def installed_component(node_data: Mapping[str, Any]) -> InstalledComponent | No
         return None
     core = _core_index()
     if node_type in core:
-        return InstalledComponent(core[node_type], "lfx core index")
+        code, template = core[node_type]
+        return InstalledComponent(code, "lfx core index", template_inputs({"node": {"template": template}}))
     sources = _extension_sources()
     for key in (node_type, f"{node_type}Component"):
         path = sources.get(key)
         if path is not None:
             # Name the file relative to site-packages: "lfx_docling/components/docling/x.py".
             label = "/".join(path.parts[-4:]) if len(path.parts) >= 4 else str(path)
-            return InstalledComponent(path.read_text(encoding="utf-8"), label)
+            code = path.read_text(encoding="utf-8")
+            return InstalledComponent(code, label, inputs_from_source(code, _class_source))
     return None
 
 
@@ -204,6 +218,49 @@ def _base_class_codes(code: str, depth: int = 3) -> tuple[str, ...]:
     return tuple(found)
 
 
+def _class_source(code: str, class_name: str) -> str | None:
+    """The source of the lfx module that defines ``class_name``, among those ``code`` imports it from."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return None
+    modules = [
+        node.module
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom)
+        and node.module
+        and node.module.startswith("lfx.")
+        and class_name in {a.asname or a.name for a in node.names}
+    ]
+    for module in modules:
+        found = _defining_source(module, class_name, depth=2)
+        if found is not None:
+            return found
+    return None
+
+
+def _defining_source(module: str, class_name: str, depth: int) -> str | None:
+    """The file of ``module`` that defines ``class_name``, following a package's ``from .x import Name``."""
+    for path in _lfx_module_files(module):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if re.search(rf"^class {re.escape(class_name)}\(", text, re.MULTILINE):
+            return text
+        if depth == 0:
+            continue
+        try:
+            body = ast.parse(text).body
+        except SyntaxError:
+            continue
+        for inner in body:
+            if not (isinstance(inner, ast.ImportFrom) and inner.level == 1 and inner.module):
+                continue
+            if class_name in {a.name for a in inner.names}:
+                found = _defining_source(f"{module}.{inner.module}", class_name, depth - 1)
+                if found is not None:
+                    return found
+    return None
+
+
 def _missing_outputs(node_data: Mapping[str, Any], installed_code: str) -> list[str]:
     """Declared outputs of the node that the installed code no longer provides."""
     outputs, methods = _outputs_and_methods(installed_code)
@@ -265,7 +322,9 @@ def decide_code(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> 
     code, applied = _patched(frozen)
     if not applied:
         return decision
-    return CodeDecision(code, f"{decision.description}; patched: {', '.join(applied)}", False)
+    return CodeDecision(
+        code, f"{decision.description}; patched: {', '.join(applied)}", False, decision.warning
+    )
 
 
 def _decide(node_data: Mapping[str, Any], policy: str) -> CodeDecision:
@@ -286,8 +345,24 @@ def _decide(node_data: Mapping[str, Any], policy: str) -> CodeDecision:
         return CodeDecision(None, "frozen code is the installed code", False)
     missing = _missing_outputs(node_data, installed.code)
     if missing:
-        return CodeDecision(None, f"kept frozen: installed code lacks output(s) {', '.join(missing)}", False)
-    return CodeDecision(installed.code, f"upgraded to installed code ({installed.source})", True)
+        return _kept(f"installed code lacks output(s) {', '.join(missing)}")
+    upgraded = f"upgraded to installed code ({installed.source})"
+    if installed.inputs is None:
+        problem = "installed inputs cannot be read without importing the component"
+    else:
+        mismatches = input_mismatches(node_data, installed.inputs)
+        problem = f"installed code reads fields differently ({'; '.join(mismatches)})" if mismatches else ""
+    if problem and policy == "upgrade":  # asked for by name: run it, and say what it may misread
+        return CodeDecision(installed.code, f"{upgraded} as asked; {problem}", True, warning=problem)
+    if problem:
+        return _kept(problem)
+    why = "not edited, " if policy == "upgrade-stock" else ""
+    return CodeDecision(installed.code, f"{upgraded}: {why}outputs kept, inputs read alike", True)
+
+
+def _kept(why: str) -> CodeDecision:
+    """The export's code kept although an installed version exists: say so, it may not run here."""
+    return CodeDecision(None, f"kept frozen: {why}", False, warning=f"runs the export's own code: {why}")
 
 
 def describe_code_policy(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> str:

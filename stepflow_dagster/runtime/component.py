@@ -197,7 +197,9 @@ def live_key(call: ComponentCall, output: str, ctx: RunContext) -> str | None:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | str) -> ComponentError:
+def component_error(
+    ctx: RunContext, call: ComponentCall, exc: BaseException | str, field: str = ""
+) -> ComponentError:
     """A :class:`ComponentError` for ``exc`` that holds no resolved secret and no link to ``exc``.
 
     Dagster stores an error's whole chain (message and stack of its cause and context), so the
@@ -210,6 +212,7 @@ def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | s
             flow_name=exc.flow_name,
             node_id=exc.node_id,
             display_name=exc.display_name,
+            field=exc.field,
         )
         for note in getattr(exc, "__notes__", ()):
             error.add_note(secrets.mask(note, ctx.secrets))
@@ -220,6 +223,7 @@ def component_error(ctx: RunContext, call: ComponentCall, exc: BaseException | s
         flow_name=ctx.flow_name,
         node_id=call.node_id,
         display_name=display_name(call.node_data),
+        field=field,
     )
     if isinstance(exc, BaseException):
         original = "".join(traceback.format_exception(exc)).rstrip()
@@ -270,7 +274,7 @@ async def _resolve_value(call: ComponentCall, field_name: str, value: Any, ctx: 
             msg = (
                 f"live input {field_name!r}: producer {value.call.node_id!r} stopped output {value.output!r}"
             )
-            raise component_error(ctx, call, msg)
+            raise component_error(ctx, call, msg, field_name)
         if ctx.live_cache is not None and key is not None:
             ctx.live_cache[key] = (produced[value.output], set(ctx.secrets))
         return produced[value.output]
@@ -279,7 +283,7 @@ async def _resolve_value(call: ComponentCall, field_name: str, value: Any, ctx: 
             f"input {field_name!r} comes from {value.node_id!r}.{value.output}, which carries a secret; "
             "feed it as a LiveInput so it is rebuilt in this process"
         )
-        raise component_error(ctx, call, msg)
+        raise component_error(ctx, call, msg, field_name)
     return value
 
 
@@ -294,6 +298,8 @@ def _apply_code_policy_cached(node_data: dict[str, Any], policy: str) -> None:
     if key not in _CODE:
         decision = apply_code_policy(node_data, policy)
         log.debug("node %s code: %s", node_data.get("id"), decision.description)
+        if decision.warning:  # once per process and node, not once per document
+            log.warning("node %s %s", node_data.get("id"), decision.warning)
         _CODE[key] = code_field.get("value") if isinstance(code_field, dict) else None
     elif isinstance(code_field, dict):
         code_field["value"] = _CODE[key]

@@ -7,20 +7,31 @@ import sys
 import pytest
 
 from stepflow_dagster.runtime import apply_code_policy, decide_code, describe_code_policy
-from tests.conftest import shared_flow
+from tests.conftest import ALL_SHARED, shared_flow
 from tests.runtime.conftest import flow_nodes
 
+UPGRADED = "not edited, outputs kept, inputs read alike"
 OPENRAG_EXPECTED = {
     "SplitText-QIKhg": "kept frozen: edited",
     "OpenSearchHybrid-Ve6bS": "kept frozen: edited; patched: k-NN method by engine",
     "AdvancedDynamicFormBuilder-81Exw": "kept frozen: edited",
     "SecretInput-F34VJ": "kept frozen: edited",
-    "EmbeddingModel-eZ6bT": "upgraded to installed code (lfx core index)",
-    "DoclingRemote-Dp3PX": "upgraded to installed code (lfx_docling/components/docling/docling_remote.py)",
-    "ExportDoclingDocument-zZdRg": (
-        "upgraded to installed code (lfx_docling/components/docling/export_docling_document.py)"
+    # 1.13's Embedding Model reads `model` as a model selection, not the export's dropdown value
+    "EmbeddingModel-eZ6bT": (
+        "kept frozen: installed code reads fields differently "
+        "(model: DropdownInput -> ModelInput; provider: DropdownInput -> StrInput)"
     ),
-    "DataFrameOperations-1BWXB": "upgraded to installed code (lfx core index)",
+    "DoclingRemote-Dp3PX": (
+        "kept frozen: installed code reads fields differently "
+        "(api_headers: NestedDictInput -> TableInput; path: list-ness changed)"
+    ),
+    # The one frozen code that breaks on lfx 1.13: its inputs are unchanged, so it is upgraded.
+    "ExportDoclingDocument-zZdRg": (
+        f"upgraded to installed code (lfx_docling/components/docling/export_docling_document.py): {UPGRADED}"
+    ),
+    "DataFrameOperations-1BWXB": (
+        "kept frozen: installed code reads fields differently (df: list-ness changed)"
+    ),
 }
 
 
@@ -73,3 +84,80 @@ def test_describe_is_cheap() -> None:
     ).stdout.split()
     assert out[1] == "False"
     assert float(out[0]) < 5.0
+
+
+LANGUAGE_MODELS_1_5 = {
+    "langflow_starter__Basic_Prompting.json": "LanguageModelComponent-kBOja",
+    "langflow_starter__Document_Q_A.json": "LanguageModelComponent-htMuI",
+    "langflow_starter__Memory_Chatbot.json": "LanguageModelComponent-n8KRg",
+    "langflow_starter__Vector_Store_RAG.json": "LanguageModelComponent-cAjdO",
+}
+
+
+@pytest.mark.parametrize("name", sorted(LANGUAGE_MODELS_1_5))
+def test_old_language_model_keeps_its_code_with_a_warning(name: str) -> None:
+    """1.13 reads `provider`/`model_name` as overrides of a model selection the export does not have."""
+    decision = decide_code(flow_nodes(name)[LANGUAGE_MODELS_1_5[name]])
+    assert not decision.upgraded and decision.code is None
+    assert decision.warning is not None
+    assert "provider: DropdownInput -> StrInput" in decision.warning
+    assert "model_name: DropdownInput -> StrInput" in decision.warning
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "openrag__ingestion_flow.json",
+        "openrag__ingestion_flow_v17.json",
+        "openrag__openrag_ingest_docling.json",
+    ],
+)
+def test_export_docling_document_is_upgraded_in_every_openrag_flow(name: str) -> None:
+    nodes = flow_nodes(name)
+    export = [d for d in nodes.values() if d["type"] == "ExportDoclingDocument"]
+    assert export and all(decide_code(d).upgraded for d in export)
+
+
+def _installed_template(code: str) -> dict:
+    """The installed component's template as lfx itself builds it (imports the component)."""
+    from lfx.custom.utils import create_component_template
+
+    template, _ = create_component_template({"code": code, "output_types": []})
+    return template["template"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ALL_SHARED)
+def test_upgraded_code_reads_every_field_of_the_export(name: str) -> None:
+    """Under the default policy, a node that runs installed code finds every field of its template among
+    the installed inputs as lfx builds them, with the same list-ness and a compatible input type."""
+    from stepflow_dagster.runtime.code_inputs import HANDLE_INPUTS, TEXT_INPUTS, template_inputs
+
+    renames = {"JSON": "Data", "Table": "DataFrame"}
+    for node_id, data in flow_nodes(name).items():
+        decision = decide_code(data)
+        if not decision.upgraded:
+            continue
+        assert decision.code is not None
+        installed = _installed_template(decision.code)
+        for field_name, old in template_inputs(data).items():
+            new = installed.get(field_name)
+            where = f"{name} {node_id}.{field_name}"
+            assert isinstance(new, dict), f"{where}: not an installed input"
+            assert bool(old.get("list")) == bool(new.get("list")), where
+            old_kind, new_kind = old.get("_input_type"), new.get("_input_type")
+            if old_kind is None:  # exports before `_input_type`
+                assert old.get("type") == new.get("type"), where
+            elif old_kind != new_kind and not {old_kind, new_kind} <= TEXT_INPUTS:
+                accepted = {renames.get(t, t) for t in old.get("input_types") or ["Message"]}
+                offered = {renames.get(t, t) for t in new.get("input_types") or []}
+                assert new_kind in HANDLE_INPUTS and accepted <= offered, f"{where}: {old_kind} -> {new_kind}"
+            if old_kind == "DropdownInput" and old.get("value") and not new.get("combobox"):
+                assert old["value"] in new.get("options", []), where
+
+
+def test_upgrade_asked_for_by_name_runs_the_installed_code_with_a_warning() -> None:
+    node = flow_nodes("langflow_starter__Basic_Prompting.json")["LanguageModelComponent-kBOja"]
+    decision = decide_code(node, "upgrade")
+    assert decision.upgraded and decision.code is not None
+    assert decision.warning is not None and "provider: DropdownInput -> StrInput" in decision.warning

@@ -273,11 +273,10 @@ def test_live_input_openai_embeddings_from_openrag_flow(monkeypatch: pytest.Monk
     )
     out = run_component(ComponentCall("EmbeddingsProbe-1", consumer, {"embedding": live}, ["report"]))
     report = out["report"].text
-    assert (
-        "model=text-embedding-3-small" in report
-        and "inner=OpenAIEmbeddings" in report
-        and "key=True" in report
-    )
+    # The export's own code runs (1.13's reads the `model` dropdown as a model selection): it builds
+    # OpenAIEmbeddings itself, not 1.13's wrapper around it.
+    assert report.startswith("langchain_openai.embeddings.base.OpenAIEmbeddings ")
+    assert "model=text-embedding-3-small" in report and "key=True" in report
     assert SECRET not in json.dumps(encode(out))
 
 
@@ -318,3 +317,16 @@ def test_file_component_reads_absolute_path_input(fixtures_dir: Path) -> None:
     assert list(hop(out["dataframe"])["qty"]) == [3, 7, 1]
     # the relaxation is scoped to the File node's build
     assert get_settings_service().settings.restrict_local_file_access is True
+
+
+def test_component_error_names_the_field_for_the_run_summary() -> None:
+    import pickle
+
+    from stepflow_dagster.run_report import _COMPONENT_TEXT
+
+    err = ComponentError("no value", flow_name="f", node_id="N-1", display_name="Probe (v2)", field="api_key")
+    assert str(err) == "flow 'f', node 'N-1' (Probe (v2)), field 'api_key': no value"
+    assert pickle.loads(pickle.dumps(err)).field == "api_key"
+    match = _COMPONENT_TEXT.match(f"stepflow_dagster.runtime.errors.ComponentError: {err}")
+    assert match is not None and match["field"] == "api_key"
+    assert f"stepflow_dagster.runtime.errors.ComponentError: {err}"[match.end() :] == "no value"

@@ -64,7 +64,7 @@ def test_basic_prompting_equals_lfx_run_against_the_stand_in(stand_in_llm: str, 
     flow = shared_flow("langflow_starter__Basic_Prompting.json")
     question = "What is a vector store?"
     # The 1.13 Language Model reads the 1.5 export's model fields differently: run the export's own code,
-    # as `lfx run` does (upgrade-stock would swap in the installed code).
+    # as `lfx run` does (upgrade-stock keeps it too now; tests/defs/test_code_policy_runs.py runs it so).
     policy = {"code_policy": {"LanguageModelComponent-kBOja": "frozen"}}
     ours = dagster_output(flow, {"input_value": question, **policy}, tmp_path)
     assert ours == f"[stand-in LLM] {question}"

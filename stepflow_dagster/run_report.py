@@ -1,0 +1,98 @@
+"""What `stepflow-dagster run` tells a person: the instance it runs on, and a failure in a few lines.
+
+Dagster's event log (a STEP_FAILURE prints the whole error chain with stack traces, and RUN_FAILURE
+again) is behind `-v`; without it a failed step is: the step, its flow, node id and display name, the
+field when the runtime knows it, and the root cause.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from .plan import FlowPlan
+from .runtime.errors import TRACEBACK_NOTE
+
+# A fresh instance prints Dagster's telemetry notice and welcome banner on first use.
+NO_TELEMETRY = {"telemetry": {"enabled": False}}
+# ComponentError's text: "flow 'F', node 'N' (Display), field 'x': message" (runtime/errors.py), after
+# the class name that a serialized error's message starts with.
+_COMPONENT_TEXT = re.compile(
+    r"^(?:[\w.]*ComponentError: )?flow '.*?', node '.*?'(?: \(.*?\))?(?:, field '(?P<field>[^']*)')?: ",
+    re.DOTALL,
+)
+
+
+def run_instance(tmp: str, verbose: bool = False) -> tuple[dg.DagsterInstance, str | None]:
+    """The `$DAGSTER_HOME` instance, else a temporary one (with its IO storage in ``tmp``).
+
+    Unless the instance's dagster.yaml exists and says so: telemetry off (a temporary or new instance
+    would greet the user with a banner on stderr), and without ``verbose`` the step processes' own
+    event loggers at WARNING (they ignore the run config's loggers)."""
+    overrides: dict[str, Any] = dict(NO_TELEMETRY)
+    if not verbose:
+        overrides["python_logs"] = {"python_log_level": "WARNING"}
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.local_temp(tmp, overrides=overrides), str(Path(tmp) / "storage")
+    config = Path(home) / "dagster.yaml"
+    if config.exists():
+        text = config.read_text(encoding="utf-8")
+        overrides = {
+            key: value for key, value in overrides.items() if not re.search(rf"^{key}\s*:", text, re.M)
+        }
+    from dagster._core.instance.ref import InstanceRef
+
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=overrides)), None
+
+
+def _chain(error: Any) -> list[Any]:
+    found = []
+    while error is not None:
+        found.append(error)
+        error = error.cause
+    return found
+
+
+def failure_lines(
+    result: dg.ExecuteJobResult, plan: FlowPlan, verbose: bool = False, hint: bool = True
+) -> list[str]:
+    """A few lines per failed step; the full error chain with its traceback when ``verbose``; ``hint``:
+    say that `-v` shows more (commands without -v pass False)."""
+    lines: list[str] = []
+    started = set()
+    for event in result.all_events:
+        if event.is_step_start:
+            started.add(str(event.step_key).rsplit(".", 1)[-1])
+        if not event.is_step_failure:
+            continue
+        step = plan.step(str(event.step_key).rsplit(".", 1)[-1])  # asset steps: graph-prefixed
+        error = event.event_specific_data.error
+        chain = _chain(error)
+        component = next((e for e in chain if e.cls_name == "ComponentError"), None)
+        where = _COMPONENT_TEXT.match(component.message) if component is not None else None
+        root = chain[-1]
+        # The root exception's "Type: message"; a ComponentError of our own without its "where" prefix.
+        # The component's own (masked) traceback travels as a note: it is in the event log, not here.
+        cause = root.message.split(TRACEBACK_NOTE, 1)[0].strip()
+        if root is component and where is not None:
+            cause = cause[where.end() :]
+        lines.append(f"error: step {step.name} (node {step.node_id}, {step.display_name}) failed")
+        lines.append(f"  flow:  {plan.flow}")
+        if where is not None and where["field"]:
+            lines.append(f"  field: {where['field']}")
+        lines.append(f"  cause: {cause}")
+        if verbose:
+            lines.append(error.to_string().rstrip())
+    if not lines:
+        return lines
+    not_run = [s.name for s in plan.steps if s.name not in started]
+    if not_run:
+        lines.append(f"  not run: {', '.join(not_run)}")
+    if hint and not verbose:
+        lines.append("  (Dagster's event log and the full traceback: run again with -v)")
+    return lines
