@@ -264,21 +264,10 @@ def removal_job(
         config_schema={"documents": dg.Field([str], description="Document paths in the drop location.")},
     )
     def _remove(context: dg.OpExecutionContext) -> Iterable[dg.AssetMaterialization]:
-        from ..runtime import ComponentCall, build_component
-        from ..sinks import open_chunks
-        from .ops import step_settings
+        from .ops import open_sink
 
         run: LangflowRun = context.resources.langflow
-        settings = step_settings(plan, run, deployment, None)
-        component = sink.components[0]
-        instance = build_component(
-            ComponentCall(component.node_id, component.data, {}, []),
-            variables=settings.variables,
-            tweaks=settings.tweaks,
-            flow_name=plan.flow,
-            code_policy=settings.code_policies,
-        )
-        chunks = open_chunks(sink.component_type, instance, docs.document_field)
+        chunks = open_sink(plan, run, deployment, None)
         if chunks is None:
             raise dg.Failure(f"no known vector store behind {sink.node_id} ({sink.component_type})")
         found = chunks.ids(context.op_config["documents"])
@@ -299,3 +288,39 @@ def removal_job(
         executor_def=executor,
         description=f"Removes documents that left {docs.location} from the index of {plan.flow!r}.",
     )
+
+
+def chunks_check(
+    plan: FlowPlan, deployment: FlowDeployment, partitions: dg.PartitionsDefinition
+) -> dg.AssetChecksDefinition:
+    """Per document: the index holds as many chunks of it as its latest materialization wrote."""
+    docs = deployment.documents
+    assert docs is not None
+    key = asset_key(plan, docs)
+
+    @dg.asset_check(
+        asset=key,
+        name="chunks_in_index",
+        partitions_def=partitions,
+        required_resource_keys={"langflow"},
+        description="The document's chunks are in the index: as many as its latest run wrote.",
+    )
+    def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+        from .ops import open_sink
+
+        document = context.partition_key
+        chunks = open_sink(plan, context.resources.langflow, deployment, None)
+        if chunks is None:
+            return dg.AssetCheckResult(passed=False, description="no known vector store behind the sink")
+        found = chunks.counts([document])[document]
+        records = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=key, asset_partitions=[document]), limit=1
+        ).records
+        mat = records[0].asset_materialization if records else None
+        written = getattr(mat.metadata.get("dagster/row_count"), "value", None) if mat else None
+        return dg.AssetCheckResult(
+            passed=written is not None and found == written,
+            metadata={"chunks_in_index": found, "chunks_written": written, "index": chunks.index},
+        )
+
+    return _check

@@ -13,7 +13,7 @@ from .. import telemetry
 from ..flow import load_flow
 from ..plan import FlowPlan, plan_flow
 from ..plan.names import unique_names
-from .assets import document_sensor, documents_partitions, removal_job, sink_asset
+from .assets import chunks_check, document_sensor, documents_partitions, removal_job, sink_asset
 from .deployment import load_deployment
 from .io_manager import JsonIOManager
 from .jobs import flow_graph, flow_job
@@ -103,6 +103,7 @@ def build_definitions(
     jobs: list[Any] = []
     assets: list[dg.AssetsDefinition] = []
     sensors: list[dg.SensorDefinition] = []
+    checks: list[dg.AssetChecksDefinition] = []
     for plan in plans:
         deployment = load_deployment(Path(plan.source), plan.flow)
         graph = flow_graph(plan, translator, deployment)
@@ -113,16 +114,26 @@ def build_definitions(
             asset = sink_asset(plan, graph, docs, partitions)
             asset_job = dg.define_asset_job(
                 f"{plan.name}_documents",
-                selection=[asset.key],
+                # The check runs per document (a partition); a batch run targets a range of them.
+                selection=dg.AssetSelection.assets(asset.key).without_checks(),
                 partitions_def=partitions,
                 executor_def=executor,
             )
+            check = chunks_check(plan, deployment, partitions)
+            check_job = dg.define_asset_job(
+                f"{plan.name}_documents_check",
+                selection=dg.AssetSelection.checks(check),
+                partitions_def=partitions,
+                executor_def=dg.in_process_executor,
+            )
             removal = removal_job(plan, deployment, partitions.name or "", executor)
             assets.append(asset)
-            jobs.extend([asset_job, removal])
+            checks.append(check)
+            jobs.extend([asset_job, check_job, removal])
             sensors.append(document_sensor(plan, asset_job, removal, docs, partitions.name or ""))
     return dg.Definitions(
         assets=assets,
+        asset_checks=checks,
         jobs=jobs,
         sensors=[*telemetry.run_span_sensors(), *sensors],
         resources={"langflow": LangflowRun(), "io_manager": io_manager},

@@ -10,7 +10,7 @@ the producer's own inputs, and the consumer rebuilds the producer in its own pro
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster._core.definitions.data_version import DATA_VERSION_TAG
@@ -21,6 +21,9 @@ from .deployment import FlowDeployment, expand_env
 from .documents import count_rows, document_path, document_variables
 from .resources import LangflowRun
 from .translator import LangflowTranslator
+
+if TYPE_CHECKING:
+    from ..sinks import DocumentChunks
 
 REF = "$ref"
 PREVIEW_CHARS = 2000
@@ -149,6 +152,28 @@ def step_op(
     return _component_op
 
 
+def open_sink(
+    plan: FlowPlan, run: LangflowRun, deployment: FlowDeployment, document: str | None
+) -> "DocumentChunks | None":
+    """The chunks, by document, of the store the flow's sink writes to: through the sink component's own
+    client, built as a run of ``document`` builds it (its tweaks, variables and code)."""
+    from ..runtime import ComponentCall, build_component
+    from ..sinks import open_chunks
+
+    assert deployment.documents is not None and plan.outputs
+    step = plan.step(plan.outputs[0].step)
+    settings = step_settings(plan, run, deployment, document)
+    component = step.components[0]
+    instance = build_component(
+        ComponentCall(component.node_id, component.data, {}, []),
+        variables=settings.variables,
+        tweaks=settings.tweaks,
+        flow_name=plan.flow,
+        code_policy=settings.code_policies,
+    )
+    return open_chunks(step.component_type, instance, deployment.documents.document_field)
+
+
 def batch_op(
     context: dg.OpExecutionContext,
     plan: FlowPlan,
@@ -158,7 +183,6 @@ def batch_op(
 ) -> Iterator[Any]:
     """One step of a batch run: its component for each document; the sink replaces each document's chunks
     and reports each document as a materialization of its partition, or as failed."""
-    from ..sinks import open_chunks
     from .batch import describe_failure, run_batch
 
     run: LangflowRun = context.resources.langflow
@@ -167,19 +191,15 @@ def batch_op(
     documents = list(context.partition_keys)
     sink = bool(plan.outputs) and step.name == plan.outputs[0].step
     chunks, old = None, {}
-    if sink:
-        from ..runtime import ComponentCall, build_component
-
-        settings = step_settings(plan, run, deployment, documents[0])
-        component = step.components[0]
-        instance = build_component(
-            ComponentCall(component.node_id, component.data, {}, []),
-            variables=settings.variables,
-            tweaks=settings.tweaks,
-            flow_name=plan.flow,
-            code_policy=settings.code_policies,
-        )
-        chunks = open_chunks(step.component_type, instance, docs.document_field)
+    key = dg.AssetKey(docs.asset_key or [plan.name])
+    kept: dict[str, tuple[str, dg.AssetMaterialization]] = {}
+    if sink and context.run.parent_run_id:
+        # Re-executed (from failure): a document already ingested with this very content, by the run
+        # this one re-executes, is not written again; its materialization is reported again.
+        kept = _already_ingested(context, key, inputs, documents)
+        documents = [d for d in documents if d not in kept]
+    if sink and documents:
+        chunks = open_sink(plan, run, deployment, documents[0])
         if chunks is not None:
             chunks.ensure_index(docs.index_body)
             old = chunks.ids(documents)  # deleted once a document's new chunks are written
@@ -194,7 +214,14 @@ def batch_op(
             if name in result.outputs:
                 yield dg.Output(result.outputs[name], name, metadata={"documents": len(result.done)})
         return
-    key = dg.AssetKey(docs.asset_key or [plan.name])
+    for document, (run_id, mat) in kept.items():
+        yield dg.AssetMaterialization(
+            asset_key=key,
+            partition=document,
+            description=f"already ingested with this content by run {run_id}",
+            metadata=mat.metadata,
+            tags=mat.tags,
+        )
     for document in result.done:
         sha256, size, mtime = result.versions[document]
         metadata: dict[str, Any] = {
@@ -217,6 +244,37 @@ def batch_op(
             metadata={"failed_documents": sorted(result.failures)},
             allow_retries=False,
         )
+
+
+def _already_ingested(
+    context: dg.OpExecutionContext, key: dg.AssetKey, inputs: Mapping[str, Any], documents: list[str]
+) -> dict[str, tuple[str, dg.AssetMaterialization]]:
+    """Documents whose latest materialization came from the run lineage being re-executed, with the
+    content hash this run holds for them: document -> that materialization (with its run id)."""
+    from .batch import VERSIONS, is_batch
+
+    versions: dict[str, Any] = {}
+    for value in inputs.values():
+        for v in value if isinstance(value, list) else [value]:
+            if is_batch(v):
+                versions.update(v.get(VERSIONS, {}))
+    lineage = {context.run.parent_run_id, context.run.root_run_id}
+    ids = context.instance.event_log_storage.get_latest_storage_id_by_partition(
+        key, dg.DagsterEventType.ASSET_MATERIALIZATION, set(documents)
+    )
+    if not ids:
+        return {}
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, storage_ids=list(ids.values())), limit=len(ids)
+    ).records
+    kept: dict[str, tuple[str, dg.AssetMaterialization]] = {}
+    for record in records:
+        mat = record.asset_materialization
+        if mat is None or mat.partition not in versions or record.run_id not in lineage:
+            continue
+        if (mat.tags or {}).get(DATA_VERSION_TAG) == versions[mat.partition][0]:
+            kept[mat.partition] = (record.run_id, mat)
+    return kept
 
 
 def _chunks(step: Step, inputs: Mapping[str, Any]) -> int:

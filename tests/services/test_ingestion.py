@@ -102,6 +102,14 @@ def ingest(
     return found
 
 
+def check_passes(defs: dg.Definitions, instance: dg.DagsterInstance, document: str) -> bool:
+    """The asset check of one document's partition: its chunks are in the index."""
+    job = next(j for j in defs.jobs if j.name.endswith("_documents_check"))
+    result = defs.resolve_job_def(job.name).execute_in_process(instance=instance, partition_key=document)
+    [evaluation] = result.get_asset_check_evaluations()
+    return bool(evaluation.passed)
+
+
 def chunks(client: OpenSearch, index: str, filename: str) -> list[dict[str, Any]]:
     client.indices.refresh(index=index)
     body = {"query": {"term": {"filename": filename}}, "size": 1000}
@@ -177,6 +185,12 @@ def test_openrag_ingestion_into_opensearch(
     assert len(stored) == again["chess.md"]["dagster/row_count"] == 1
     assert "most powerful piece" in stored[0]["text"]
     assert client.count(index=index)["count"] == total - metadata["chess.md"]["dagster/row_count"] + 1
+
+    # The asset check of a document passes while its chunks are there, fails once they are gone.
+    assert check_passes(defs, instance, "volcanoes.html")
+    body = {"query": {"term": {"filename": "volcanoes.html"}}}
+    client.delete_by_query(index=index, body=body, params={"refresh": "true"})
+    assert not check_passes(defs, instance, "volcanoes.html")
 
 
 def test_ingest_command_and_search_script(
