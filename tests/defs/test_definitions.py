@@ -50,7 +50,7 @@ def test_the_project_folder_loads_as_a_code_server_loads_it() -> None:
     defs = _defs(ROOT / "flows")
     dg.Definitions.validate_loadable(defs)
     asset = defs.resolve_assets_def(dg.AssetKey(["opensearch", "documents"]))
-    assert asset.backfill_policy == dg.BackfillPolicy.multi_run(25)
+    assert asset.backfill_policy == dg.BackfillPolicy.multi_run(50)  # the deployment file's N
     names = {j.name for j in defs.resolve_all_job_defs()}
     assert {"opensearch_ingestion_flow_documents", "opensearch_ingestion_flow_removal"} <= names
     sensor = defs.resolve_sensor_def("opensearch_ingestion_flow_document_drop")
