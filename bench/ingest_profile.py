@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 FLOW = ROOT / "flows" / "openrag_ingestion.json"
@@ -29,6 +30,16 @@ def make_docs(folder: Path, n: int, tag: str = "") -> list[str]:
         text = f"# Document {i}{tag}\n\nThis is small document number {i}. " * 3 + "\n"
         (folder / f"doc_{i:03d}.md").write_text(text)
     return sorted(p.name for p in folder.iterdir())
+
+
+def step_inputs(step: Any, stored: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A step's inputs from what its upstream steps stored, as the IO manager hands them to the op."""
+    return {
+        i.name: [stored[s.step][s.output] for s in i.sources]
+        if len(i.sources) > 1
+        else stored[i.sources[0].step][i.sources[0].output]
+        for i in step.inputs
+    }
 
 
 def main() -> None:
@@ -69,14 +80,9 @@ def main() -> None:
         if args.batch:
             from stepflow_dagster.defs.batch import run_batch
 
-            stored: dict[str, dict[str, object]] = {}
+            stored: dict[str, dict[str, Any]] = {}
             for step in plan.steps:
-                inputs = {
-                    i.name: [stored[s.step][s.output] for s in i.sources]
-                    if len(i.sources) > 1
-                    else stored[i.sources[0].step][i.sources[0].output]
-                    for i in step.inputs
-                }
+                inputs = step_inputs(step, stored)
                 t = time.perf_counter()
                 result = run_batch(plan, step, inputs, run, deployment, docs, concurrency=args.concurrency)
                 stored[step.name] = json.loads(json.dumps(result.outputs))
@@ -87,14 +93,9 @@ def main() -> None:
             for index, doc in enumerate([docs[0], *docs]):
                 counted = index > 0
                 settings = step_settings(plan, run, deployment, doc)
-                values: dict[str, dict[str, object]] = {}
+                values: dict[str, dict[str, Any]] = {}
                 for step in plan.steps:
-                    inputs = {
-                        i.name: [values[s.step][s.output] for s in i.sources]
-                        if len(i.sources) > 1
-                        else values[i.sources[0].step][i.sources[0].output]
-                        for i in step.inputs
-                    }
+                    inputs = step_inputs(step, values)
                     t = time.perf_counter()
                     stored_values, _ = run_step(plan, step, inputs, settings)
                     values[step.name] = json.loads(json.dumps(stored_values))

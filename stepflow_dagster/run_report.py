@@ -78,9 +78,14 @@ def failure_lines(
         root = chain[-1]
         # The root exception's "Type: message"; a ComponentError of our own without its "where" prefix.
         # The component's own (masked) traceback travels as a note: it is in the event log, not here.
-        cause = root.message.split(TRACEBACK_NOTE, 1)[0].strip()
+        cause, _, note = root.message.partition(TRACEBACK_NOTE)
+        cause = cause.strip()
         if root is component and where is not None:
             cause = cause[where.end() :]
+        if root is component and note.strip():
+            # The error carries no chain (it may hold a secret): the note's last line is the component's
+            # own exception, "Type: message", masked.
+            cause = note.strip().splitlines()[-1].strip()
         lines.append(f"error: step {step.name} (node {step.node_id}, {step.display_name}) failed")
         lines.append(f"  flow:  {plan.flow}")
         if where is not None and where["field"]:
