@@ -123,7 +123,6 @@ def build_definitions(
             check_job = dg.define_asset_job(
                 f"{plan.name}_documents_check",
                 selection=dg.AssetSelection.checks(check),
-                partitions_def=partitions,
                 executor_def=dg.in_process_executor,
             )
             removal = removal_job(plan, deployment, partitions.name or "", executor)
