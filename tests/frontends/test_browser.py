@@ -95,13 +95,17 @@ def test_a_launchpad_run_with_an_input_and_a_tweak_succeeds(dagster_stack: Stack
     page.goto(f"{dagster_stack.url}/locations/stepflow/jobs/hello_world/playground", wait_until="networkidle")
     dismiss_onboarding(page)
     editor = page.locator(".CodeMirror").first
-    editor.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.insert_text(RUN_CONFIG)  # a paste: no auto-indent
-    assert (
-        page.evaluate("document.querySelector('.CodeMirror').CodeMirror.getValue()").strip()
-        == RUN_CONFIG.strip()
-    )
+    value = "document.querySelector('.CodeMirror').CodeMirror.getValue()"
+    # The launchpad may still be filling in its default config ("{}") when the page settles: a paste made
+    # before that is overwritten, so paste again until the editor holds it.
+    for _ in range(10):
+        editor.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.insert_text(RUN_CONFIG)  # a paste: no auto-indent
+        page.wait_for_timeout(500)
+        if page.evaluate(value).strip() == RUN_CONFIG.strip():
+            break
+    assert page.evaluate(value).strip() == RUN_CONFIG.strip()
     page.get_by_role("button", name="Launch Run").click()
     page.wait_for_url("**/runs/**", timeout=60_000)
     run_id = page.url.rstrip("/").split("/")[-1]
