@@ -200,7 +200,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from .defs import StepflowSettings, build_definitions
-    from .defs.assets import _listing
+    from .defs.assets import list_documents
     from .defs.deployment import load_deployment
     from .run_report import failure_lines
 
@@ -224,7 +224,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         job = defs.resolve_job_def(f"{plan.name}_documents")
         partitions = job.partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name
-        documents = [rel for rel, _ in _listing(str(folder))]
+        documents = [rel for rel, _ in list_documents(str(folder))]
         home = os.environ.get("DAGSTER_HOME")
         instance = dg.DagsterInstance.get() if home else dg.DagsterInstance.local_temp(tmp)
         failed = 0

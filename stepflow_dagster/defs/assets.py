@@ -50,7 +50,8 @@ def sink_asset(
     )
 
 
-def _listing(location: str) -> list[tuple[str, UPath]]:
+def list_documents(location: str) -> list[tuple[str, UPath]]:
+    """The documents of a drop location: (path relative to it, path), sorted; hidden files left out."""
     root = UPath(location)
     if not root.exists():
         return []
@@ -164,7 +165,7 @@ def document_sensor(
         after: str = cursor.get("after", "")
         attempts: dict[str, list[Any]] = cursor.get("attempts", {})
         instance = context.instance
-        listing = _listing(docs.resolved_location())
+        listing = list_documents(docs.resolved_location())
         page = [(rel, path) for rel, path in listing if rel > after][: docs.page_size]
         done = len(page) < docs.page_size
         upto = None if done else page[-1][0]

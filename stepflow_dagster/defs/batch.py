@@ -114,6 +114,7 @@ def run_batch(
     outputs: dict[str, dict[str, Any]] = {o.name: {} for o in step.outputs}
     failures: dict[str, dict[str, Any]] = {}
     result = BatchResult(outputs={}, versions=versions, failures=failures)
+
     def one(document: str) -> tuple[str, Any]:
         """("done", stored) | ("failed", failure) | ("skipped", None) for one document."""
         doc_inputs = _document_inputs(step, inputs, document)
