@@ -7,6 +7,7 @@ field when the runtime knows it, and the root cause.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -38,7 +39,7 @@ def run_instance(tmp: str, verbose: bool = False) -> tuple[dg.DagsterInstance, s
         overrides["python_logs"] = {"python_log_level": "WARNING"}
     home = os.environ.get("DAGSTER_HOME")
     if not home:
-        return dg.DagsterInstance.local_temp(tmp, overrides=overrides), str(Path(tmp) / "storage")
+        return temporary_instance(tmp, overrides), str(Path(tmp) / "storage")
     config = Path(home) / "dagster.yaml"
     if config.exists():
         text = config.read_text(encoding="utf-8")
@@ -48,6 +49,43 @@ def run_instance(tmp: str, verbose: bool = False) -> tuple[dg.DagsterInstance, s
     from dagster._core.instance.ref import InstanceRef
 
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(home, overrides=overrides)), None
+
+
+def temporary_instance(tmp: str, overrides: dict[str, Any]) -> dg.DagsterInstance:
+    """A fresh SQLite instance in ``tmp``, copied from a template made once per Dagster version.
+
+    Creating the SQLite schemas costs seconds (about 60 DDL statements, each committed to disk), more
+    than a small flow's whole run; copying the empty databases costs milliseconds. The event log is one
+    database (not one per run), so a run creates no schema either."""
+    import shutil
+    import tempfile
+
+    from dagster._core.instance.ref import InstanceRef
+
+    def ref(home: Path) -> InstanceRef:
+        return InstanceRef.from_dir(str(home), overrides={**overrides, **_consolidated(home)})
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stepflow-dagster"
+    template = cache / f"instance-{dg.__version__}"
+    if not template.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix="instance-", dir=cache))
+        dg.DagsterInstance.from_ref(ref(staging)).dispose()
+        with contextlib.suppress(OSError):  # another process made it first: keep theirs
+            staging.rename(template)
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(template, tmp, dirs_exist_ok=True)
+    return dg.DagsterInstance.from_ref(ref(Path(tmp)))
+
+
+def _consolidated(home: Path) -> dict[str, Any]:
+    return {
+        "event_log_storage": {
+            "module": "dagster._core.storage.event_log",
+            "class": "ConsolidatedSqliteEventLogStorage",
+            "config": {"base_dir": str(home / "history")},
+        }
+    }
 
 
 def _chain(error: Any) -> list[Any]:

@@ -15,14 +15,13 @@ from ..plan import FlowPlan, plan_flow
 from ..plan.names import unique_names
 from .assets import chunks_check, document_sensor, documents_partitions, removal_job, sink_asset
 from .deployment import load_deployment
+from .executor import warm_forkserver_executor
 from .io_manager import JsonIOManager
 from .jobs import flow_graph, flow_job
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
 EXECUTORS = ("multiprocess", "forkserver", "in_process", "k8s")
-# Imported once by the forkserver so each step's process starts with lfx already loaded.
-PRELOAD = ["stepflow_dagster.runtime.preload"]
 
 
 @dataclass(frozen=True)
@@ -57,16 +56,16 @@ def executor_for(settings: StepflowSettings) -> dg.ExecutorDefinition:
         from ..k8s.executor import stepflow_k8s_executor
 
         return stepflow_k8s_executor
-    config: dict[str, object] = {}
-    if settings.max_concurrent:
-        config["max_concurrent"] = settings.max_concurrent
-    if settings.executor == "forkserver":
-        config["start_method"] = {"forkserver": {"preload_modules": PRELOAD}}
-    elif settings.executor != "multiprocess":
+    if settings.executor not in ("forkserver", "multiprocess"):
         raise ValueError(
             f"STEPFLOW_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}"
         )
-    return dg.multiprocess_executor.configured(config) if config else dg.multiprocess_executor
+    config: dict[str, object] = {}
+    if settings.max_concurrent:
+        config["max_concurrent"] = settings.max_concurrent
+    if settings.executor == "multiprocess":
+        return dg.multiprocess_executor.configured(config) if config else dg.multiprocess_executor
+    return warm_forkserver_executor.configured(config) if config else warm_forkserver_executor
 
 
 def load_plans(paths: list[Path], *, keep_credentials: bool = False) -> list[FlowPlan]:

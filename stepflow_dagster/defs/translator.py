@@ -47,6 +47,8 @@ class LangflowTranslator:
             f"{TAG_PREFIX}/component_type": step.component_type,
             f"{TAG_PREFIX}/display_name": step.display_name,
             f"{TAG_PREFIX}/category": step.category,
+            # The flow file: the default executor's forkserver builds the run's components from it once.
+            f"{TAG_PREFIX}/source": plan.source,
         }
 
     def get_job_tags(self, plan: FlowPlan) -> Mapping[str, str]:

@@ -94,6 +94,20 @@ def test_hello_world_equals_lfx_run(instance: dg.DagsterInstance, tmp_path: Path
     )
 
 
+def test_the_default_executor_runs_each_step_in_its_own_process(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """Steps fork from a warm server (it built the run's components once), but each is its own process."""
+    from stepflow_dagster.defs import StepflowSettings
+
+    flow = ROOT / "tests" / "flows" / "router.json"
+    result = execute(flow, instance, tmp_path, {"input_value": "urgent: reply"}, StepflowSettings.executor)
+    assert result.success
+    pids = [e.pid for e in result.all_events if e.event_type_value == "STEP_START"]
+    assert len(pids) == len(set(pids)) == 3 and os.getpid() not in pids
+    assert output_text(instance, tmp_path, result.run_id, "ChatOutput_urgnt", "message") == "urgent: reply"
+
+
 def test_document_chunks_equals_lfx_run(instance: dg.DagsterInstance, tmp_path: Path) -> None:
     flow = ROOT / "flows" / "document_chunks.json"
     docs = str(ROOT / "flows" / "samples" / "docs")

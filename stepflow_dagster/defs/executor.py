@@ -1,0 +1,81 @@
+"""The default executor: a process per step, each forked from a server that has loaded and warmed
+what the step needs (Dagster, this package, lfx, and the components of the run's own flow)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import dagster as dg
+from dagster._core.definitions.dependency import NodeHandle
+
+from ..runtime.warm import WARM_ENV
+
+# Imported once by the forkserver, in this order; the runtime's module then warms the run's components.
+PRELOAD = [
+    "dagster",
+    # What a step's process imports to open the instance (alembic, SQLAlchemy: a second or more).
+    "dagster._core.storage.legacy_storage",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.storage.event_log.sqlite",
+    "dagster._core.storage.runs.sqlite",
+    "dagster._core.storage.schedules.sqlite",
+    "dagster._core.storage.local_compute_log_manager",
+    "stepflow_dagster.defs.ops",
+    "stepflow_dagster.runtime.preload",
+]
+
+
+class WarmForkserverExecutor(dg.Executor):
+    """Dagster's multiprocess executor with the forkserver start method, naming the run's components to
+    the forkserver (through its environment, read when it starts) so that it builds each once: a step's
+    process then starts with its component's modules imported and its class compiled."""
+
+    def __init__(self, inner: dg.Executor):
+        self._inner = inner
+
+    @property
+    def retries(self) -> Any:
+        return self._inner.retries
+
+    @property
+    def step_dependency_config(self) -> Any:
+        return self._inner.step_dependency_config
+
+    def execute(self, plan_context: Any, execution_plan: Any) -> Iterator[dg.DagsterEvent]:
+        os.environ[WARM_ENV] = json.dumps(warm_set(plan_context.job.get_definition(), execution_plan))
+        yield from self._inner.execute(plan_context, execution_plan)
+
+
+def warm_set(job: dg.JobDefinition, execution_plan: Any) -> list[dict[str, Any]]:
+    """The flow files and node ids of the steps this run executes (read from the ops' tags)."""
+    from .translator import TAG_PREFIX
+
+    by_source: dict[str, list[str]] = {}
+    for key in execution_plan.step_keys_to_execute:
+        node = job.graph.get_node(NodeHandle.from_string(key))  # "graph.op" inside an asset
+        tags = node.definition.tags
+        source, node_id = tags.get(f"{TAG_PREFIX}/source"), tags.get(f"{TAG_PREFIX}/node_id")
+        if source and node_id:
+            by_source.setdefault(source, []).append(node_id)
+    return [{"source": s, "nodes": n} for s, n in by_source.items()]
+
+
+@dg.executor(
+    name="multiprocess",
+    config_schema=dg.multiprocess_executor.config_schema.config_type,
+    requirements=dg.multiprocess_executor.get_requirements,
+)
+def warm_forkserver_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """Dagster's `multiprocess` executor (same name and run config), forking every step's process from
+    a warm forkserver. Run config may still choose another start method."""
+    config = dict(init_context.executor_config)
+    start_method: dict[str, Any] = config.setdefault(  # type: ignore[assignment]
+        "start_method", {"forkserver": {"preload_modules": PRELOAD}}
+    )
+    create = dg.multiprocess_executor.executor_creation_fn
+    assert create is not None
+    inner = create(init_context._replace(executor_config=config))
+    return WarmForkserverExecutor(inner) if "forkserver" in start_method else inner
