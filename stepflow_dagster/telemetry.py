@@ -4,11 +4,11 @@
   `trace_id = int(run_id.replace("-", ""), 16)`; a trace is found in any backend by the run id.
 - The run span's span id is derived from the run id (`run_span_id`), so every step process, on any
   machine or pod, parents its step span on the run span without talking to anyone. The run span itself is
-  emitted once, after the run ends, from the run's record (start and end time, status): by the run-status
-  sensors of `run_span_sensors()` (the daemon, for runs launched from the UI, GraphQL, schedules and
-  sensors), or by `emit_run_span_for(instance, run_id)` from a process that ran the run itself (the CLI,
-  tests). Emitting it from its id after the fact is what lets step spans from separate processes and the
-  run span land in one tree.
+  emitted once, after the run ends, from the run's record (start and end time, status): by the
+  run-status sensors in `defs.telemetry_sensors` (the daemon, for runs launched from the UI, GraphQL,
+  schedules and sensors), or by `emit_run_span_for(instance, run_id)` from a process that ran the run
+  itself (the CLI, tests). Emitting it from its id after the fact is what lets step spans from separate
+  processes and the run span land in one tree.
 - A step span carries the `stepflow.*` and `dagster.*` attributes the op passes (flow, node id, component
   type, display name, category, step key, attempt); a failure sets status ERROR and records the exception
   as an event. The secret values the runtime resolved in this process (its registry,
@@ -483,30 +483,3 @@ def emit_run_span_for(instance: Any, run_id: str) -> bool:
         status=run.status.value,
         attributes=attributes,
     )
-
-
-def run_span_sensors(minimum_interval_seconds: int = 5) -> list[Any]:
-    """Run-status sensors (success, failure, canceled) that emit each finished run's span, once.
-
-    For the daemon: runs launched from the UI, GraphQL, schedules and sensors get their run span without
-    any process of the run knowing who else takes part. Running by default; a no-op when telemetry is off.
-    """
-    import dagster as dg
-
-    def make(status: Any) -> Any:
-        @dg.run_status_sensor(
-            run_status=status,
-            name=f"stepflow_otel_run_span_{status.value.lower()}",
-            minimum_interval_seconds=minimum_interval_seconds,
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            description="Emits the OpenTelemetry span of each finished run (trace id = run id).",
-        )
-        def _sensor(context: Any) -> None:  # not dg.RunStatusSensorContext: a string annotation here
-            emit_run_span_for(context.instance, context.dagster_run.run_id)
-
-        return _sensor
-
-    return [
-        make(s)
-        for s in (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
-    ]

@@ -9,7 +9,6 @@ from typing import Any
 
 import dagster as dg
 
-from .. import telemetry
 from ..flow import load_flow
 from ..plan import FlowPlan, plan_flow
 from ..plan.names import unique_names
@@ -19,6 +18,7 @@ from .executor import warm_forkserver_executor
 from .io_manager import JsonIOManager
 from .jobs import flow_graph, flow_job
 from .resources import LangflowRun
+from .telemetry_sensors import run_span_sensors
 from .translator import LangflowTranslator
 
 EXECUTORS = ("multiprocess", "forkserver", "in_process", "k8s")
@@ -133,6 +133,6 @@ def build_definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
-        sensors=[*telemetry.run_span_sensors(), *sensors],
+        sensors=[*run_span_sensors(), *sensors],
         resources={"langflow": LangflowRun(), "io_manager": io_manager},
     )

@@ -19,6 +19,7 @@ from opentelemetry.trace import StatusCode
 
 from stepflow_dagster import telemetry
 from stepflow_dagster.defs.single import reconstructable_job
+from stepflow_dagster.defs.telemetry_sensors import run_span_sensors
 from tests.conftest import ROOT
 
 TEST_FLOWS = ROOT / "tests" / "flows"
@@ -232,7 +233,7 @@ def test_nothing_is_recorded_without_configuration(monkeypatch: pytest.MonkeyPat
 def test_the_run_status_sensor_emits_the_run_span_once(
     spans: InMemorySpanExporter, instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
-    sensors = {s.name: s for s in telemetry.run_span_sensors()}
+    sensors = {s.name: s for s in run_span_sensors()}
     assert set(sensors) == {
         "stepflow_otel_run_span_success",
         "stepflow_otel_run_span_failure",
