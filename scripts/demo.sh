@@ -3,7 +3,7 @@
 # unmodified OpenRAG ingestion flow through Dagster, then ask OpenSearch a question.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh demo  # Python and the services: no control plane, collector or browser
 services/up
 set -a
 # shellcheck disable=SC1091

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Everything the project needs on a fresh machine, idempotent and cached (uv's cache, ~/.m2, Go's caches).
 # Each stage prints how long it took.
-#   scripts/setup.sh          # the Python environment, the local services, the Kubernetes control plane
+#   scripts/setup.sh          # everything the tests use: Python, services, Kubernetes control plane,
+#                             # OpenTelemetry collector, Chromium
+#   scripts/setup.sh demo     # what the demo (scripts/demo.sh) uses: Python and the services
 #   scripts/setup.sh python   # the Python environment only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ stage "python environment (uv sync)" uv sync --frozen --extra openrag --extra st
 [ "$WHAT" = python ] && exit 0
 # OpenSearch + k-NN (Maven), Docling Serve and the embeddings server (their own venv).
 stage "services" bash services/setup.sh all
+[ "$WHAT" = demo ] && exit 0
 # etcd, kube-apiserver, kube-controller-manager, kube-scheduler from Go modules (cached build).
 stage "kubernetes control plane" bash services/kube/build.sh
 if [ -f services/otel/build.sh ]; then

@@ -65,16 +65,19 @@ def temporary_instance(tmp: str, overrides: dict[str, Any]) -> dg.DagsterInstanc
     def ref(home: Path) -> InstanceRef:
         return InstanceRef.from_dir(str(home), overrides={**overrides, **_consolidated(home)})
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "stepflow-dagster"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stepflow-dagster"
     template = cache / f"instance-{dg.__version__}"
-    if not template.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="instance-", dir=cache))
-        dg.DagsterInstance.from_ref(ref(staging)).dispose()
-        with contextlib.suppress(OSError):  # another process made it first: keep theirs
-            staging.rename(template)
-        shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(template, tmp, dirs_exist_ok=True)
+    try:
+        if not template.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix="instance-", dir=cache))
+            dg.DagsterInstance.from_ref(ref(staging)).dispose()
+            with contextlib.suppress(OSError):  # another process made it first: keep theirs
+                staging.rename(template)
+            shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(template, tmp, dirs_exist_ok=True)
+    except OSError:  # no writable cache (a read-only home): make the schemas here
+        pass
     return dg.DagsterInstance.from_ref(ref(Path(tmp)))
 
 
