@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
+from dagster._core.code_pointer import FileCodePointer
 from dagster._core.definitions.dependency import NodeHandle
 
 from ..runtime.warm import WARM_ENV
+
+CODE_ENV = "STEPFLOW_WARM_CODE"  # the run's code pointer and job, for `defs.preload`
 
 # Imported once by the forkserver, in this order; the runtime's module then warms the run's components.
 PRELOAD = [
@@ -24,7 +27,7 @@ PRELOAD = [
     "dagster._core.storage.schedules.sqlite",
     "dagster._core.storage.local_compute_log_manager",
     "stepflow_dagster.defs.ops",
-    "stepflow_dagster.runtime.preload",
+    "stepflow_dagster.defs.preload",  # lfx, the run's components and code location (see there)
 ]
 
 
@@ -45,7 +48,13 @@ class WarmForkserverExecutor(dg.Executor):
         return self._inner.step_dependency_config
 
     def execute(self, plan_context: Any, execution_plan: Any) -> Iterator[dg.DagsterEvent]:
-        os.environ[WARM_ENV] = json.dumps(warm_set(plan_context.job.get_definition(), execution_plan))
+        # Read by the forkserver when it starts, at this run's first step (one forkserver per run worker).
+        job = plan_context.job.get_definition()
+        os.environ[WARM_ENV] = json.dumps(warm_set(job, execution_plan))
+        pointer = plan_context.reconstructable_job.repository.pointer
+        if isinstance(pointer, FileCodePointer):
+            code = [pointer.python_file, pointer.working_directory, pointer.fn_name, job.name]
+            os.environ[CODE_ENV] = json.dumps(code)
         yield from self._inner.execute(plan_context, execution_plan)
 
 
