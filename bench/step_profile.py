@@ -14,6 +14,12 @@ Dagster records:
 - exit: the process ending and the executor noticing (STEP_SUCCESS -> next event of the step, if any).
 
 Then the run's own phases: imports, planning, instance creation, run, and the wall time of the whole.
+
+    services/up && set -a && source var/services/services.env && set +a
+    uv run python bench/step_profile.py --ingest 10
+
+profiles one batch run of the OpenRAG ingestion asset over 10 small Markdown documents instead, as the
+drop sensor launches it (the code location `definitions.py`, the default executor, a DAGSTER_HOME).
 """
 
 from __future__ import annotations
@@ -38,8 +44,19 @@ def main() -> None:
     parser.add_argument(
         "--child-profile", action="store_true", help="cProfile each step process (forkserver), print the top"
     )
+    parser.add_argument("--ingest", type=int, default=0, help="documents: profile an ingestion batch run")
     args = parser.parse_args()
     os.environ.setdefault("DAGSTER_TELEMETRY_ENABLED", "false")
+    config: dict = {}
+    if args.child_profile:
+        from stepflow_dagster.defs.executor import PRELOAD
+
+        os.environ["STEPFLOW_CHILD_PROFILE"] = profiles = tempfile.mkdtemp(prefix="child-profile-")
+        start = {"forkserver": {"preload_modules": [*PRELOAD, "child_profile"]}}
+        config["execution"] = {"config": {"start_method": start}}
+    if args.ingest:
+        print_table(*ingest_run(args.ingest, config), f"OpenRAG ingestion, {args.ingest} documents")
+        return print_child_profiles(args.child_profile and profiles)
     phases: dict[str, float] = {}
     t0 = time.perf_counter()
     import dagster as dg
@@ -59,13 +76,7 @@ def main() -> None:
         t = time.perf_counter()
         instance, storage = run_instance(tmp, verbose=False)
         phases["instance (temporary SQLite)"] = time.perf_counter() - t
-        config: dict = {"resources": {"langflow": {"config": {"input_value": args.input}}}}
-        if args.child_profile:
-            from stepflow_dagster.defs.executor import PRELOAD
-
-            os.environ["STEPFLOW_CHILD_PROFILE"] = profiles = tempfile.mkdtemp(prefix="child-profile-")
-            start = {"forkserver": {"preload_modules": [*PRELOAD, "child_profile"]}}
-            config["execution"] = {"config": {"start_method": start}}
+        config["resources"] = {"langflow": {"config": {"input_value": args.input}}}
         t = time.perf_counter()
         with instance:
             result = dg.execute_job(
@@ -76,17 +87,64 @@ def main() -> None:
             phases[f"execute_job ({args.executor})"] = time.perf_counter() - t
             assert result.success
             records = instance.all_logs(result.run_id)
+    print_table(records, phases, f"{args.flow.name}, executor {args.executor}")
+    print(f"| wall, this process | {time.perf_counter() - t0:.2f} |")
+    print_child_profiles(args.child_profile and profiles)
+
+
+def print_child_profiles(folder: str | None) -> None:
+    import pstats
+
+    for path in sorted(Path(folder).glob("*.prof")) if folder else []:
+        print(f"\n### step process {path.stem}")
+        pstats.Stats(str(path)).sort_stats("cumulative").print_stats(30)
+
+
+def ingest_run(n: int, config: dict) -> tuple[list, dict[str, float]]:
+    """One batch run of the ingestion asset over ``n`` new documents, launched as the sensor does."""
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from ingest_profile import make_docs
+
+    tmp = Path(tempfile.mkdtemp(prefix="stepflow-ingest-profile-"))
+    docs = make_docs(tmp / "drop", n, tag=f" {time.time()}")
+    (tmp / "home").mkdir()
+    (tmp / "home" / "dagster.yaml").write_text("telemetry: {enabled: false}\n")
+    os.environ.setdefault("OPENAI_API_KEY", "sk-local-embeddings-endpoint-checks-no-key")
+    os.environ.update(
+        STEPFLOW_DROP_DIR=str(tmp / "drop"), DAGSTER_HOME=str(tmp / "home"), OPENSEARCH_INDEX="profile"
+    )
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repo = ReconstructableRepository.for_file(str(ROOT / "definitions.py"), "defs", str(ROOT))
+    job = repo.get_reconstructable_job("opensearch_ingestion_flow_documents")
+    phases: dict[str, float] = {}
+    with dg.DagsterInstance.get() as instance:
+        partitions = job.get_definition().partitions_def
+        instance.add_dynamic_partitions(partitions.name, docs)
+        t = time.perf_counter()
+        tags = {ASSET_PARTITION_RANGE_START_TAG: docs[0], ASSET_PARTITION_RANGE_END_TAG: docs[-1]}
+        result = dg.execute_job(job, instance=instance, tags=tags, run_config=config)
+        phases["execute_job (default executor)"] = time.perf_counter() - t
+        assert result.success
+        return list(instance.all_logs(result.run_id)), phases
+
+
+def print_table(records: list, phases: dict[str, float], title: str) -> None:
     by_step: dict[str, list[tuple[float, str]]] = defaultdict(list)
-    run_events: list[tuple[float, str]] = []
     for r in records:
         kind = r.dagster_event.event_type_value if r.dagster_event else "LOG"
-        (by_step[r.step_key] if r.step_key else run_events).append((r.timestamp, kind))
-    print(f"## {args.flow.name}, executor {args.executor}\n")
+        if r.step_key:
+            by_step[r.step_key].append((r.timestamp, kind))
+    print(f"## {title}\n")
     columns = ("process", "setup", "component", "io", "exit")
     print("| step | " + " | ".join(columns) + " |")
     print("|---|" + "---:|" * len(columns))
     totals = defaultdict(float)
-    for step, events in sorted(by_step.items(), key=lambda kv: kv[1][0][0]):
+    start = {s: min(ts for ts, kind in ev if kind == "STEP_START") for s, ev in by_step.items()}
+    for step, events in sorted(by_step.items(), key=lambda kv: start[kv[0]]):
         first = {}
         for ts, kind in events:
             first.setdefault(kind, ts)
@@ -106,14 +164,6 @@ def main() -> None:
     print("\n| run phase | seconds |\n|---|---:|")
     for name, seconds in phases.items():
         print(f"| {name} | {seconds:.2f} |")
-    print(f"| wall, this process | {time.perf_counter() - t0:.2f} |")
-    if args.child_profile:
-        import pstats
-
-        for path in sorted(Path(profiles).glob("*.prof")):
-            print(f"\n### step process {path.stem}")
-            pstats.Stats(str(path)).sort_stats("cumulative").print_stats(30)
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
