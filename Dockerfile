@@ -11,9 +11,12 @@ COPY definitions.py workspace.yaml ./
 COPY flows ./flows
 RUN uv sync --frozen --no-dev --extra openrag
 # A pod's step starts as fast as a process here: our bytecode compiled now (the dependencies' was, by
-# UV_COMPILE_BYTECODE), not by every pod; the code location loads once now, so a bad flow fails the build.
+# UV_COMPILE_BYTECODE), not by every pod; the code location loads once now, so a bad flow fails the
+# build; each node's code policy decision is made now and kept in the image's cache.
+ENV XDG_CACHE_HOME=/app/.cache
 RUN .venv/bin/python -m compileall -q stepflow_dagster definitions.py \
- && .venv/bin/python -c "import definitions"
+ && .venv/bin/python -c "import definitions" \
+ && for f in flows/*.json; do .venv/bin/stepflow-dagster analyze --code-policy "$f" > /dev/null; done
 ENV PATH=/app/.venv/bin:$PATH \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     STEPFLOW_EXECUTOR=k8s \

@@ -22,9 +22,13 @@ never imports lfx's component modules, so ``analyze`` can call it cheaply.
 from __future__ import annotations
 
 import ast
+import contextlib
+import dataclasses
 import functools
+import hashlib
 import importlib.util
 import json
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -314,7 +318,46 @@ def _patched(code: str) -> tuple[str, list[str]]:
 
 
 def decide_code(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> CodeDecision:
-    """Decide which code the node runs under ``policy``; kept frozen code gets the known patches."""
+    """Decide which code the node runs under ``policy``; kept frozen code gets the known patches.
+
+    Deciding parses the installed code and its base classes (0.1 to 0.5 s a node, more than most
+    components take to run), so decisions are kept on disk, keyed by the node, the policy, the installed
+    lfx and extensions, and this module's own code: each process (a step, a pod) pays it once per
+    machine or image, not once per start."""
+    path = _decision_path(node_data, policy)
+    with contextlib.suppress(OSError, ValueError, TypeError):
+        return CodeDecision(**json.loads(path.read_text(encoding="utf-8")))
+    decision = _decide_patched(node_data, policy)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_suffix(f".{os.getpid()}.tmp")
+        staging.write_text(json.dumps(dataclasses.asdict(decision)), encoding="utf-8")
+        staging.replace(path)  # whole or not at all, whoever writes it first
+    return decision
+
+
+def _decision_path(node_data: Mapping[str, Any], policy: str) -> Path:
+    node = {"type": node_data.get("type"), "node": node_data.get("node"), "policy": policy}
+    key = hashlib.sha256(json.dumps([node, _installed_stamp()], sort_keys=True, default=str).encode())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stepflow-dagster"
+    return cache / "code-decisions" / f"{key.hexdigest()}.json"
+
+
+@functools.cache
+def _installed_stamp() -> list[str]:
+    """What a decision depends on besides the node: lfx, the extensions, and the deciding code."""
+    stamp = [f"lfx {metadata.version('lfx')}"]
+    for group in _EXTENSION_GROUPS:
+        stamp += sorted(
+            {f"{ep.dist.name} {ep.dist.version}" for ep in metadata.entry_points(group=group) if ep.dist}
+        )
+    here = Path(__file__).parent
+    for module in ("code_policy.py", "code_inputs.py"):
+        stamp.append(hashlib.sha256((here / module).read_bytes()).hexdigest())
+    return stamp
+
+
+def _decide_patched(node_data: Mapping[str, Any], policy: str) -> CodeDecision:
     decision = _decide(node_data, policy)
     frozen = frozen_code(node_data)
     if decision.code is not None or frozen is None or policy == "frozen":

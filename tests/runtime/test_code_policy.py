@@ -3,6 +3,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,22 @@ def test_upgrade_asked_for_by_name_runs_the_installed_code_with_a_warning() -> N
     decision = decide_code(node, "upgrade")
     assert decision.upgraded and decision.code is not None
     assert decision.warning is not None and "provider: DropdownInput -> StrInput" in decision.warning
+
+
+def test_decisions_are_kept_on_disk_per_node_and_survive_a_corrupt_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each process (a step, a pod) reads the decision instead of parsing the installed code again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    nodes = flow_nodes("lfx_template__hello-world.json")
+    node = next(n for n in nodes.values() if n["type"] == "TextInput")
+    first = decide_code(node)
+    assert first.upgraded
+    (entry,) = (tmp_path / "stepflow-dagster" / "code-decisions").glob("*.json")
+    assert decide_code(node) == first
+    entry.write_text("{not json")
+    assert decide_code(node) == first  # a damaged entry is decided again, and rewritten
+    edited = copy.deepcopy(node)
+    edited["node"]["edited"] = True
+    assert decide_code(edited).description == "kept frozen: edited"  # another node, another entry
+    assert len(list(entry.parent.glob("*.json"))) == 2
