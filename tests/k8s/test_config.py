@@ -120,17 +120,19 @@ def test_shared_locations_are_on_the_shared_volume() -> None:
 
 def test_opensearch_settings_agree() -> None:
     """The in-cluster OpenSearch (manifests/opensearch.yaml) has security on: TLS, admin, the Secret's
-    password; the deployment file reads all four."""
+    password; the deployment file reads all three."""
     env = deployment_env()
     assert urlparse(env["OPENSEARCH_URL"]).scheme == "https"
-    assert env["OPENSEARCH_USE_SSL"] == "true"
     assert env["OPENSEARCH_USERNAME"] == "admin"
     assert "OPENSEARCH_PASSWORD" in secret_keys()["stepflow-secrets"]
     manifest = (ROOT / "helm-values/manifests/opensearch.yaml").read_text()
     assert "key: OPENSEARCH_PASSWORD" in manifest
     reads = flow_deployment_reads(ROOT / "flows/openrag_ingestion.yaml")
-    for name in ("OPENSEARCH_URL", "OPENSEARCH_USERNAME", "OPENSEARCH_PASSWORD", "OPENSEARCH_USE_SSL"):
+    for name in ("OPENSEARCH_URL", "OPENSEARCH_USERNAME", "OPENSEARCH_PASSWORD"):
         assert name in reads
+    # TLS from the URL's scheme: a tweak's string "false" would turn it on (lfx passes it as is).
+    tweaks = load_deployment(ROOT / "flows/openrag_ingestion.json", "openrag").run.tweaks
+    assert tweaks["OpenSearchHybrid-Ve6bS"]["use_ssl"] is False
 
 
 @pytest.mark.parametrize(
