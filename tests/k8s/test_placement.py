@@ -363,3 +363,11 @@ def test_health_check_fails_a_pod_unschedulable_too_long(
     assert "DoclingProbe_dcl01" in reason and "node DoclingProbe-dcl01" in reason and "pool docling" in reason
     assert "didn't match Pod's node affinity/selector" in reason
     handler._api_client.batch_api.delete_namespaced_job.assert_called_once()  # the stuck Job is gone
+
+    # The run stops: a step in flight fails at its next check (its Job deleted), none is launched.
+    core.pods = []
+    stopped = handler.check_step_health(ctx)
+    assert not stopped.is_healthy and "stopped: step DoclingProbe_dcl01" in (stopped.unhealthy_reason or "")
+    assert handler._api_client.batch_api.delete_namespaced_job.call_count == 2
+    with pytest.raises(RuntimeError, match="not launching .*could not be scheduled"):
+        list(handler.launch_step(ctx))
