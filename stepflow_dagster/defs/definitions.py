@@ -50,12 +50,16 @@ class StepflowSettings:
 
 
 def executor_for(settings: StepflowSettings) -> dg.ExecutorDefinition:
+    """The local executors. `k8s` is the code location's to pass in (definitions.py gives
+    stepflow_dagster.k8s's executor and translator): defs does not depend on the k8s package."""
     if settings.executor == "in_process":
         return dg.in_process_executor
-    if settings.executor == "k8s":  # a step per pod; imported lazily (dagster-k8s, kubernetes)
-        from ..k8s.executor import stepflow_k8s_executor
-
-        return stepflow_k8s_executor
+    if settings.executor == "k8s":
+        raise ValueError(
+            "STEPFLOW_EXECUTOR=k8s: pass the executor and translator of stepflow_dagster.k8s to "
+            "build_definitions (the code location definitions.py does); here only "
+            f"{', '.join(e for e in EXECUTORS if e != 'k8s')} run"
+        )
     if settings.executor not in ("forkserver", "multiprocess"):
         raise ValueError(
             f"STEPFLOW_EXECUTOR must be one of {', '.join(EXECUTORS)}, not {settings.executor!r}"
@@ -89,15 +93,15 @@ def flow_files(settings: StepflowSettings) -> list[Path]:
 
 
 def build_definitions(
-    settings: StepflowSettings, translator: LangflowTranslator | None = None
+    settings: StepflowSettings,
+    translator: LangflowTranslator | None = None,
+    executor: dg.ExecutorDefinition | None = None,
 ) -> dg.Definitions:
-    if translator is None and settings.executor == "k8s":
-        from ..k8s import K8sTranslator  # places each op on its node pool
-
-        translator = K8sTranslator()
+    """Jobs, assets, checks and sensors of every flow; `executor` (default: `settings.executor`'s)
+    runs every job that runs components."""
     translator = translator or LangflowTranslator()
     plans = load_plans(flow_files(settings), keep_credentials=settings.keep_credentials)
-    executor = executor_for(settings)
+    executor = executor or executor_for(settings)
     io_manager = JsonIOManager(base_path=settings.storage) if settings.storage else JsonIOManager()
     jobs: list[Any] = []
     assets: list[dg.AssetsDefinition] = []
@@ -117,6 +121,8 @@ def build_definitions(
                 selection=dg.AssetSelection.assets(asset.key).without_checks(),
                 partitions_def=partitions,
                 executor_def=executor,
+                # The flow's job tags (with k8s: the pools it uses, which the run queue limits).
+                tags=dict(translator.get_job_tags(plan)),
             )
             check = chunks_check(plan, deployment, partitions)
             check_job = dg.define_asset_job(

@@ -1,9 +1,11 @@
 """Kubernetes: node pools per component, run-scoped co-location, and the k8s step executor.
 
-`build_definitions` uses this package when STEPFLOW_EXECUTOR=k8s (K8sTranslator + stepflow_k8s_executor).
+The code location (definitions.py) passes K8sTranslator and stepflow_k8s_executor to `build_definitions`
+when STEPFLOW_EXECUTOR=k8s. This package depends on stepflow_dagster.defs, never the other way.
 """
 
 from .colocate import COLOCATE_TAG, Colocation
+from .executor import stepflow_k8s_executor
 from .placement import POOL_LABEL, PlacementConfig, Pool, load_placement
 from .translator import K8sTranslator
 
@@ -15,4 +17,5 @@ __all__ = [
     "PlacementConfig",
     "Pool",
     "load_placement",
+    "stepflow_k8s_executor",
 ]

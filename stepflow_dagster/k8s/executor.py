@@ -3,17 +3,19 @@
 - co-location from the run's tags (stock dagster-k8s builds step pods without run tags): the pod
   affinity and node pinning of `colocate.py`, scoped to the run and the step's pool;
 - a step whose pod stays Unschedulable longer than `unschedulable_timeout` fails (its Job deleted)
-  with the step, node id, pool and the scheduler's reason, instead of waiting forever.
+  with the step, node id, pool and the scheduler's reason, instead of waiting forever. The run then
+  stops: it cannot succeed, so the steps in flight fail at their next health check (their Jobs deleted)
+  and no further step is launched, rather than every independent branch running to its end first.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from dagster import Field, IntSource, Noneable, StringSource, executor
+from dagster import DagsterEvent, Field, IntSource, Noneable, StringSource, executor
 from dagster import _check as check
 from dagster._core.definitions.executor_definition import multiple_process_executor_requirements
 from dagster._core.execution.retries import RetryMode
@@ -61,6 +63,8 @@ class StepflowK8sStepHandler(K8sStepHandler):
         )
         # Affinity per step Job, computed once at launch (health checks rebuild the context too).
         self._affinity: dict[str, dict[str, Any]] = {}
+        # Set once a step of this run could not be scheduled: the run stops (see the module doc).
+        self._stopped: str | None = None
 
     @property
     def name(self) -> str:
@@ -105,23 +109,36 @@ class StepflowK8sStepHandler(K8sStepHandler):
         key = cast(str, colocation.topology_key)
         return sorted({(core.read_node(n).metadata.labels or {}).get(key, "") for n in nodes} - {""})
 
+    def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
+        if self._stopped:
+            # The executor answers an exception here by terminating the steps in flight and failing the run.
+            raise RuntimeError(
+                f"not launching {self._get_step_key(step_handler_context)}: the run stopped: {self._stopped}"
+            )
+        yield from super().launch_step(step_handler_context)
+
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         result = super().check_step_health(step_handler_context)
         if not result.is_healthy:
             return result
         job_name = self._get_k8s_step_job_name(step_handler_context)
         namespace = self._get_container_context(step_handler_context).namespace
+        step_key = self._get_step_key(step_handler_context)
+        if self._stopped:
+            self._api_client.delete_job(job_name=job_name, namespace=namespace)
+            return CheckStepHealthResult.unhealthy(f"step {step_key} stopped: {self._stopped}")
         reason = self._unschedulable(job_name, namespace)
         if reason is None:
             return result
         tags = self._step_tags(step_handler_context)
-        step_key = self._get_step_key(step_handler_context)
         # Delete the Job so that its pod does not start later, after the run has failed.
         self._api_client.delete_job(job_name=job_name, namespace=namespace)
-        return CheckStepHealthResult.unhealthy(
+        message = (
             f"step {step_key} (node {tags.get(f'{TAG_PREFIX}/node_id', '?')}, "
             f"pool {tags.get(f'{TAG_PREFIX}/pool', '?')}) could not be scheduled: {reason}"
         )
+        self._stopped = message
+        return CheckStepHealthResult.unhealthy(message)
 
     def _unschedulable(self, job_name: str, namespace: str | None) -> str | None:
         """Why the Job's pod has not started, once it has waited longer than the timeout: the

@@ -22,10 +22,18 @@ class OpenSearchChunks:
         return cls(component.build_client(), str(component.index_name), field)
 
     def ensure_index(self, body: Mapping[str, Any] | None) -> None:
-        if not self.client.indices.exists(index=self.index):
+        from opensearchpy.exceptions import RequestError
+
+        if self.client.indices.exists(index=self.index):
+            return
+        try:
             self.client.indices.create(
                 index=self.index, body=dict(body or {"settings": {"index": {"knn": True}}})
             )
+        except RequestError as e:
+            # Two batch runs reach a new index at once (their sink pods on Kubernetes): one creates it.
+            if e.error != "resource_already_exists_exception":
+                raise
 
     def ids(self, documents: Sequence[str]) -> dict[str, list[str]]:
         from opensearchpy.helpers import scan

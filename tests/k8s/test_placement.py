@@ -66,6 +66,67 @@ def test_shipped_pools_place_by_category(tmp_path: Path) -> None:
     assert t.get_job_tags(plan)["stepflow/uses-gpu"] == "true"
 
 
+OPENRAG = FLOWS / "openrag_ingestion.json"
+OPENRAG_POOLS = {"DoclingRemote_Dp3PX": "docling", "EmbeddingModel_eZ6bT": "gpu"}  # the rest: cpu
+
+
+def test_openrag_export_places_docling_and_embeddings(tmp_path: Path) -> None:
+    """The real export's plan: its Docling step on docling, its embeddings step on gpu, the rest on cpu,
+    each with its pool's resources; from the component types, not from test names."""
+    plan = plan_flow(load_flow(OPENRAG))
+    t = K8sTranslator(load_placement())
+    tags = {s.name: t.get_op_tags(plan, s) for s in plan.steps}
+    assert {k: v["stepflow/pool"] for k, v in tags.items()} == {
+        s.name: OPENRAG_POOLS.get(s.name, "cpu") for s in plan.steps
+    }
+    assert plan.step("DoclingRemote_Dp3PX").component_type == "DoclingRemote"
+    assert plan.step("EmbeddingModel_eZ6bT").component_type == "EmbeddingModel"
+    docling = k8s_tag(tags["DoclingRemote_Dp3PX"])
+    assert docling["container_config"]["resources"]["requests"] == {"cpu": "1", "memory": "4Gi"}
+    assert docling["pod_spec_config"] == {"node_selector": {"stepflow.io/pool": "docling"}}
+    gpu = k8s_tag(tags["EmbeddingModel_eZ6bT"])
+    assert gpu["container_config"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert gpu["pod_spec_config"]["tolerations"][0]["effect"] == "NoSchedule"
+    cpu = k8s_tag(tags["ExportDoclingDocument_zZdRg"])
+    assert cpu["container_config"]["resources"]["requests"] == {"cpu": "500m", "memory": "1Gi"}
+    assert {k: v for k, v in t.get_job_tags(plan).items() if "uses-" in k} == {
+        f"stepflow/uses-{p}": "true" for p in ("cpu", "docling", "gpu")
+    }
+
+
+def test_code_location_gives_batch_runs_their_pools(monkeypatch: pytest.MonkeyPatch) -> None:
+    """definitions.py with STEPFLOW_EXECUTOR=k8s: the sensor's batch job runs our executor, its ops
+    carry their pools and the job the pools it uses (the run queue's tag limits)."""
+    import importlib.util
+
+    monkeypatch.setenv("STEPFLOW_EXECUTOR", "k8s")
+    spec = importlib.util.spec_from_file_location("k8s_code_location", FLOWS.parent / "definitions.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # a module of its own: `definitions` stays as it was
+    defs = module.defs
+    job = defs.resolve_job_def("opensearch_ingestion_flow_documents")
+    assert job.executor_def is stepflow_k8s_executor
+    assert job.tags["stepflow/uses-gpu"] == "true"
+    # The sink asset is a graph of the flow's ops.
+    pools = {op.name.split("__")[-1]: op.tags["stepflow/pool"] for op in job.graph.iterate_op_defs()}
+    assert len(pools) == 13
+    assert {k: v for k, v in pools.items() if v != "cpu"} == OPENRAG_POOLS
+
+
+def test_defs_never_imports_k8s() -> None:
+    """One-way: k8s builds on defs; the code location picks the k8s pieces and passes them in."""
+    import ast
+
+    for path in sorted((FLOWS.parent / "stepflow_dagster" / "defs").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                module = "." * node.level + (node.module or "")
+                assert "k8s" not in module.split("."), f"{path.name} imports {module}"
+            elif isinstance(node, ast.Import):
+                assert not any("k8s" in a.name for a in node.names), f"{path.name} imports k8s"
+
+
 def test_overrides_per_flow_and_node(tmp_path: Path) -> None:
     plan = pools_plan(tmp_path)
     config = PlacementConfig.from_dict(
@@ -302,3 +363,11 @@ def test_health_check_fails_a_pod_unschedulable_too_long(
     assert "DoclingProbe_dcl01" in reason and "node DoclingProbe-dcl01" in reason and "pool docling" in reason
     assert "didn't match Pod's node affinity/selector" in reason
     handler._api_client.batch_api.delete_namespaced_job.assert_called_once()  # the stuck Job is gone
+
+    # The run stops: a step in flight fails at its next check (its Job deleted), none is launched.
+    core.pods = []
+    stopped = handler.check_step_health(ctx)
+    assert not stopped.is_healthy and "stopped: step DoclingProbe_dcl01" in (stopped.unhealthy_reason or "")
+    assert handler._api_client.batch_api.delete_namespaced_job.call_count == 2
+    with pytest.raises(RuntimeError, match="not launching .*could not be scheduled"):
+        list(handler.launch_step(ctx))
