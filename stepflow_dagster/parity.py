@@ -38,6 +38,7 @@ from .plan.model import Step
 
 # Ran, and the two runs agree on it; "not run": the run stopped before it, or a router skipped it.
 RAN, FAILED, NOT_RUN, SKIPPED = "ran", "failed", "not run", "skipped"
+IN_LOOP = "in its loop"  # lfx lists a loop's vertex, not the body's: they ran when the loop ran
 CHAT_OUTPUT = "Chat Output"  # lfx run's result: the first Chat Output's text (extract_structured_result)
 
 
@@ -259,6 +260,11 @@ def parse_lfx_output(plan: FlowPlan, stdout: str, stderr: str, seconds: float) -
     for timing in (doc.get("timing") or {}).get("component_timings", []):
         if timing.get("component_id") in status:
             status[timing["component_id"]] = RAN
+    for step in plan.steps:
+        if len(step.components) > 1 and status.get(step.node_id) == RAN:
+            for node, _ in _step_nodes(step):
+                if status[node] == NOT_RUN:
+                    status[node] = IN_LOOP
     if doc.get("success") and "result" in doc:
         side.result, side.result_node = str(doc["result"]), doc.get("component_id")
     return side
@@ -392,7 +398,8 @@ def compare(flow: str, plan: FlowPlan, lfx: SideResult, ours: SideResult) -> Par
         a, b = lfx.status.get(node, NOT_RUN), ours.status.get(node, NOT_RUN)
         # After a failure lfx prints no list of what ran: only the failing node is known.
         known = not lfx.failure or a == FAILED
-        rows.append(Row(node, a if known else "?", b, a == b or not known or {a, b} == {NOT_RUN, SKIPPED}))
+        alike = a == b or {a, b} in ({NOT_RUN, SKIPPED}, {IN_LOOP, RAN})
+        rows.append(Row(node, a if known else "?", b, alike or not known))
     return ParityReport(flow, lfx, ours, rows)
 
 
