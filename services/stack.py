@@ -2,7 +2,8 @@
 
 * OpenSearch 2.19.1 + k-NN plugin (engine ``lucene``), single node, security off: 127.0.0.1
 * Docling Serve (model-free ``native`` PDF pipeline wired in, see docling/serve.py): 127.0.0.2
-* OpenAI/Ollama-compatible embeddings, all-MiniLM-L6-v2 (384 dims): 127.0.0.2
+* OpenAI/Ollama-compatible embeddings, all-MiniLM-L6-v2 (384 dims), and a STAND-IN chat model: 127.0.0.2
+* a STAND-IN web site (static pages; an HTTP proxy that answers for export.arxiv.org only): 127.0.0.2
 
 Docling and the embeddings server bind 127.0.0.2 on purpose: this machine has Docker's marker
 file at ``/``, so Langflow's ``transform_localhost_url`` rewrites ``localhost``/``127.0.0.1`` in
@@ -21,9 +22,9 @@ As a CLI (background processes, pid files and logs under ``${STEPFLOW_VAR:-<repo
     python services/stack.py down
 
 ``up`` writes ``services.env`` there (OPENSEARCH_URL, DOCLING_URL, EMBEDDINGS_URL, ...).
-Ports: STEPFLOW_OPENSEARCH_PORT (9200), STEPFLOW_DOCLING_PORT (5001), STEPFLOW_EMBEDDINGS_PORT (8011);
-0 picks a free port. Hosts: STEPFLOW_OPENSEARCH_HOST (127.0.0.1), STEPFLOW_DOCLING_HOST and
-STEPFLOW_EMBEDDINGS_HOST (127.0.0.2).
+Ports: STEPFLOW_OPENSEARCH_PORT (9200), STEPFLOW_DOCLING_PORT (5001), STEPFLOW_EMBEDDINGS_PORT (8011),
+STEPFLOW_WEB_PORT (8020); 0 picks a free port. Hosts: STEPFLOW_OPENSEARCH_HOST (127.0.0.1),
+STEPFLOW_DOCLING_HOST, STEPFLOW_EMBEDDINGS_HOST and STEPFLOW_WEB_HOST (127.0.0.2).
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ SERVICE_PYTHON = SERVICE_VENV / "bin" / "python"
 
 EMBEDDINGS_MODEL = "all-MiniLM-L6-v2"
 EMBEDDINGS_DIMENSIONS = 384
-NAMES = ("opensearch", "docling", "embeddings")
+NAMES = ("opensearch", "docling", "embeddings", "web")
 
 CL100K_URL = "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken"
 
@@ -406,6 +407,42 @@ def start_embeddings(
     )
 
 
+# --------------------------------------------------------------------------- stand-in web site
+
+
+def web_healthy(url: str) -> bool:
+    h = http_json(f"{url}/health", timeout=3)
+    return isinstance(h, dict) and h.get("status") == "ok"
+
+
+def start_web(
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    timeout: float = 30.0,
+    log_path: Path | None = None,
+    wait: bool = True,
+) -> Service:
+    """The STAND-IN web site (services/web/server.py, stdlib): ``url`` serves its pages;
+    ``extra['proxy']`` is the same address, for ``http_proxy`` (it answers for export.arxiv.org)."""
+    host = host or os.environ.get("STEPFLOW_WEB_HOST", "127.0.0.2")
+    port = _pick_port(host, port, "STEPFLOW_WEB_PORT", 8020)
+    cmd = [sys.executable, str(SERVICES_DIR / "web" / "server.py"), "--host", host, "--port", str(port)]
+    url = f"http://{host}:{port}"
+    return _launch(
+        "web",
+        cmd,
+        log_path=Path(log_path or var_dir() / "web.log"),
+        cwd=var_dir(),
+        env={},
+        url=url,
+        healthy=lambda: web_healthy(url),
+        timeout=timeout,
+        wait=wait,
+        extra={"proxy": url},
+    )
+
+
 # --------------------------------------------------------------------------- tiktoken
 
 
@@ -457,11 +494,13 @@ STARTERS: dict[str, Callable[..., Service]] = {
     "opensearch": start_opensearch,
     "docling": start_docling,
     "embeddings": start_embeddings,
+    "web": start_web,
 }
 HEALTH: dict[str, Callable[[str], bool]] = {
     "opensearch": opensearch_healthy,
     "docling": docling_healthy,
     "embeddings": embeddings_healthy,
+    "web": web_healthy,
 }
 
 
@@ -503,6 +542,9 @@ def write_env_file() -> Path:
             f"EMBEDDINGS_DIMENSIONS={EMBEDDINGS_DIMENSIONS}",
             f"OLLAMA_BASE_URL={e['url']}",
         ]
+    if states["web"]:
+        # Not http_proxy itself: set it (with no_proxy for the other services) where arXiv is wanted.
+        lines.append(f"STAND_IN_WEB_URL={states['web']['url']}")
     with contextlib.suppress(ServiceError):
         lines.append(f"TIKTOKEN_CACHE_DIR={tiktoken_cache_dir()}")
     path = var_dir() / "services.env"
@@ -517,7 +559,8 @@ def cmd_up(names: list[str], setup: bool) -> int:
     if setup:
         t0 = time.monotonic()
         py = bool({"docling", "embeddings"} & set(names))
-        run_setup("all" if py and "opensearch" in names else ("python" if py else "opensearch"))
+        if py or "opensearch" in names:  # the web stand-in needs no setup
+            run_setup("all" if py and "opensearch" in names else ("python" if py else "opensearch"))
         log(f"setup checked in {time.monotonic() - t0:.1f}s")
     failed = False
     spawned: list[Service] = []
@@ -587,7 +630,7 @@ def cmd_status(names: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="stack.py", description="local OpenSearch / Docling / embeddings")
+    ap = argparse.ArgumentParser(prog="stack.py", description="local OpenSearch / Docling / embeddings / web")
     ap.add_argument("command", choices=["up", "down", "status", "env"])
     ap.add_argument("services", nargs="*", help=f"any of {', '.join(NAMES)} (default: all)")
     ap.add_argument("--no-setup", action="store_true", help="up: skip services/setup.sh")

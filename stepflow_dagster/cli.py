@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import submit
+from . import parity, submit
 from .flow import Analysis, FlowError, analyze, load_flow
 from .plan import dump_plan, plan_flow
 
@@ -324,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ingest)
 
     submit.add_parser(sub)
+    parity.add_parser(sub)
     return parser
 
 

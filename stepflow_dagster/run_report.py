@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,16 +100,21 @@ def _chain(error: Any) -> list[Any]:
     return found
 
 
-def failure_lines(
-    result: dg.ExecuteJobResult, plan: FlowPlan, verbose: bool = False, hint: bool = True
-) -> list[str]:
-    """A few lines per failed step; the full error chain with its traceback when ``verbose``; ``hint``:
-    say that `-v` shows more (commands without -v pass False)."""
-    lines: list[str] = []
-    started = set()
+@dataclass(frozen=True)
+class StepFailure:
+    """A failed step as a person reads it: where (step, node, field when known) and the root cause."""
+
+    step: str
+    node_id: str
+    display_name: str
+    field: str | None
+    cause: str
+    error: Any  # Dagster's SerializableErrorInfo: the full chain, for -v
+
+
+def failures(result: dg.ExecuteJobResult, plan: FlowPlan) -> list[StepFailure]:
+    found: list[StepFailure] = []
     for event in result.all_events:
-        if event.is_step_start:
-            started.add(str(event.step_key).rsplit(".", 1)[-1])
         if not event.is_step_failure:
             continue
         step = plan.step(str(event.step_key).rsplit(".", 1)[-1])  # asset steps: graph-prefixed
@@ -127,15 +133,28 @@ def failure_lines(
             # The error carries no chain (it may hold a secret): the note's last line is the component's
             # own exception, "Type: message", masked.
             cause = note.strip().splitlines()[-1].strip()
-        lines.append(f"error: step {step.name} (node {step.node_id}, {step.display_name}) failed")
+        field = where["field"] if where is not None and where["field"] else None
+        found.append(StepFailure(step.name, step.node_id, step.display_name, field, cause, error))
+    return found
+
+
+def failure_lines(
+    result: dg.ExecuteJobResult, plan: FlowPlan, verbose: bool = False, hint: bool = True
+) -> list[str]:
+    """A few lines per failed step; the full error chain with its traceback when ``verbose``; ``hint``:
+    say that `-v` shows more (commands without -v pass False)."""
+    lines: list[str] = []
+    for failed in failures(result, plan):
+        lines.append(f"error: step {failed.step} (node {failed.node_id}, {failed.display_name}) failed")
         lines.append(f"  flow:  {plan.flow}")
-        if where is not None and where["field"]:
-            lines.append(f"  field: {where['field']}")
-        lines.append(f"  cause: {cause}")
+        if failed.field:
+            lines.append(f"  field: {failed.field}")
+        lines.append(f"  cause: {failed.cause}")
         if verbose:
-            lines.append(error.to_string().rstrip())
+            lines.append(failed.error.to_string().rstrip())
     if not lines:
         return lines
+    started = {str(e.step_key).rsplit(".", 1)[-1] for e in result.all_events if e.is_step_start}
     not_run = [s.name for s in plan.steps if s.name not in started]
     if not_run:
         lines.append(f"  not run: {', '.join(not_run)}")

@@ -16,6 +16,8 @@ Endpoints:
   L2-normalised. ``dimensions`` must be absent or 384.
 * ``GET /v1/models``, ``GET /v1/models/{id}``.
 * Ollama: ``GET /api/tags``, ``POST /api/show``, ``POST /api/embed``, ``POST /api/embeddings``.
+* ``POST /v1/chat/completions`` - a STAND-IN chat model (no hosted LLM is reachable offline):
+  deterministic replies, tool calls, JSON / JSON-schema output, streaming (``stand_in_reply``).
 * ``GET /health``.
 """
 
@@ -26,6 +28,7 @@ import base64
 import json
 import logging
 import os
+import re
 import threading
 import time
 from typing import Any
@@ -92,6 +95,155 @@ class Embedder:
         return np.asarray(vecs, dtype=np.float32)
 
 
+# --- the STAND-IN chat model: a deterministic function of the request ------------------------------
+
+PREFIX = "[stand-in LLM]"
+# An arithmetic expression: numbers joined by at least one operator, parentheses allowed.
+_EXPRESSION = re.compile(r"[(\d][\d\s.()]*(?:[-+*/%^]\s*[(\d][\d\s.()]*)+")
+_URL = re.compile(r"https?://[^\s<>\"')\]]+")
+_CALCULATOR = re.compile(r"calculat|evaluate|expression|arithmetic|math", re.I)
+_FETCHER = re.compile(r"\burls?\b|fetch|web|crawl|http", re.I)
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):  # content parts
+        content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return " ".join(str(content or "").split())
+
+
+def _expression(text: str) -> str | None:
+    for match in _EXPRESSION.finditer(text):
+        expr = match.group(0).strip().rstrip(".")
+        if re.search(r"\d\s*[-+*/%^]\s*[(\d]", expr) and expr.count("(") == expr.count(")"):
+            return expr.replace(" ", "")
+    return None
+
+
+def _pick_tool(tools: list[dict[str, Any]], pattern: re.Pattern[str]) -> dict[str, Any] | None:
+    for tool in tools:
+        fn = tool.get("function") or {}
+        params = list((fn.get("parameters") or {}).get("properties") or {})
+        if pattern.search(f"{fn.get('name', '')} {fn.get('description', '')} {' '.join(params)}"):
+            return fn
+    return None
+
+
+def _arguments(fn: dict[str, Any], value: str) -> str:
+    """The value for the tool's first parameter (a one-item list where the parameter is an array)."""
+    props = (fn.get("parameters") or {}).get("properties") or {}
+    if not props:
+        return json.dumps({})
+    name, schema = next(iter(props.items()))
+    return json.dumps({name: [value] if schema.get("type") == "array" else value})
+
+
+def _example(schema: dict[str, Any], text: str, defs: dict[str, Any] | None = None) -> Any:
+    """A value of a JSON schema, derived from ``text``: what structured output asks the model for."""
+    defs = defs if defs is not None else schema.get("$defs") or schema.get("definitions") or {}
+    if "$ref" in schema:
+        return _example(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), text, defs)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return _example(schema[key][0], text, defs)
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in schema:
+        return {k: _example(v, text, defs) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "array":
+        return [_example(schema.get("items") or {"type": "string"}, text, defs)]
+    if kind in ("integer", "number"):
+        return len(text.split())
+    if kind == "boolean":
+        return True
+    return f"{PREFIX} {text[:200]}"
+
+
+def stand_in_reply(body: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The assistant message and finish reason for a chat completions request.
+
+    * After tool results (``tool`` messages following the last user message): an answer naming each
+      tool and its result.
+    * Tools offered and ``tool_choice`` names one (how structured output by function calling asks):
+      a call of it with arguments made from its schema.
+    * Tools offered, the last user message holds an arithmetic expression and a calculator-like tool is
+      offered: a call with the expression; a URL and a URL/fetch-like tool: a call with the URL (both
+      when both are there).
+    * ``response_format`` ``json_object``: ``{"answer": ...}``; ``json_schema``: an instance of the schema.
+    * Otherwise: the last user message, prefixed (tests see what the flow sent).
+    """
+    messages = body.get("messages") or []
+    last_user = max((i for i, m in enumerate(messages) if m.get("role") == "user"), default=-1)
+    question = _text(messages[last_user].get("content")) if last_user >= 0 else ""
+    if not question and messages:
+        question = _text(messages[-1].get("content"))
+    results = [m for m in messages[last_user + 1 :] if m.get("role") == "tool"]
+    if results:
+        names = {
+            call.get("id"): (call.get("function") or {}).get("name", "tool")
+            for m in messages[last_user + 1 :]
+            for call in m.get("tool_calls") or []
+        }
+        parts = [
+            f"{names.get(m.get('tool_call_id'), 'tool')}: {_text(m.get('content'))[:300]}" for m in results
+        ]
+        return {"role": "assistant", "content": f"{PREFIX} {question} -> {'; '.join(parts)}"}, "stop"
+    tools = [t for t in body.get("tools") or [] if t.get("type", "function") == "function"]
+    calls: list[tuple[dict[str, Any], str]] = []
+    choice = body.get("tool_choice")
+    if tools and isinstance(choice, dict) and (choice.get("function") or {}).get("name"):
+        wanted = choice["function"]["name"]
+        fn = next((t["function"] for t in tools if t["function"].get("name") == wanted), None)
+        if fn is not None:
+            calls.append((fn, json.dumps(_example(fn.get("parameters") or {}, question))))
+    elif tools and choice != "none":
+        expr, url = _expression(question), _URL.search(question)
+        calc = _pick_tool(tools, _CALCULATOR) if expr else None
+        fetch = _pick_tool(tools, _FETCHER) if url else None
+        if calc is not None and expr:
+            calls.append((calc, _arguments(calc, expr)))
+        if fetch is not None and url:
+            calls.append((fetch, _arguments(fetch, url.group(0).rstrip(".,;"))))
+    if calls:
+        tool_calls = [
+            {
+                "id": f"call_standin_{i}",
+                "type": "function",
+                "function": {"name": fn["name"], "arguments": args},
+            }
+            for i, (fn, args) in enumerate(calls)
+        ]
+        return {"role": "assistant", "content": None, "tool_calls": tool_calls}, "tool_calls"
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        return {"role": "assistant", "content": json.dumps({"answer": f"{PREFIX} {question[:400]}"})}, "stop"
+    if fmt.get("type") == "json_schema":
+        schema = (fmt.get("json_schema") or {}).get("schema") or {}
+        return {"role": "assistant", "content": json.dumps(_example(schema, question))}, "stop"
+    return {"role": "assistant", "content": f"{PREFIX} {question[:400]}"}, "stop"
+
+
+def stream_deltas(message: dict[str, Any], finish: str) -> list[tuple[dict[str, Any], str | None]]:
+    """The message as stream chunks: role, then the content or each tool call (name, then arguments)."""
+    if not message.get("tool_calls"):
+        return [({"role": "assistant", "content": message["content"]}, None), ({}, finish)]
+    deltas: list[tuple[dict[str, Any], str | None]] = [({"role": "assistant", "content": None}, None)]
+    for i, call in enumerate(message["tool_calls"]):
+        fn = call["function"]
+        head = {
+            "index": i,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": fn["name"], "arguments": ""},
+        }
+        deltas.append(({"tool_calls": [head]}, None))
+        deltas.append(({"tool_calls": [{"index": i, "function": {"arguments": fn["arguments"]}}]}, None))
+    deltas.append(({}, finish))
+    return deltas
+
+
 def create_app(embedder: Embedder) -> FastAPI:
     app = FastAPI(title="stepflow local embeddings", version="0.1.0")
     created = int(time.time())
@@ -114,29 +266,25 @@ def create_app(embedder: Embedder) -> FastAPI:
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         """STAND-IN for a hosted LLM (none is reachable offline): OpenAI's chat protocol, deterministic
-        replies. It answers with the prompt's last user message, prefixed, so tests can see what the
-        flow sent; streamed as server-sent events when asked."""
+        replies (see ``stand_in_reply``), streamed as server-sent events when asked."""
         body = await request.json()
-        messages = body.get("messages") or []
-        users = [m for m in messages if m.get("role") == "user"]
-        last = users[-1] if users else (messages[-1] if messages else {})
-        content = last.get("content", "")
-        if isinstance(content, list):  # content parts
-            content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        reply = f"[stand-in LLM] {' '.join(str(content).split())[:400]}"
+        message, finish = stand_in_reply(body)
         model_name = body.get("model") or "stand-in"
         base = {"id": "chatcmpl-standin", "created": created, "model": model_name}
-        usage = {"prompt_tokens": len(str(messages)) // 4, "completion_tokens": len(reply) // 4}
+        text = message.get("content") or json.dumps(message.get("tool_calls"))
+        usage = {"prompt_tokens": len(str(body.get("messages"))) // 4, "completion_tokens": len(text) // 4}
         usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
         if not body.get("stream"):
-            choice = {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+            choice = {"index": 0, "message": message, "finish_reason": finish}
             return JSONResponse({**base, "object": "chat.completion", "choices": [choice], "usage": usage})
 
         def events() -> Any:
             chunk = {**base, "object": "chat.completion.chunk"}
-            for delta, finish in (({"role": "assistant", "content": reply}, None), ({}, "stop")):
-                choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            for delta, why in stream_deltas(message, finish):
+                choice = {"index": 0, "delta": delta, "finish_reason": why}
                 yield f"data: {json.dumps({**chunk, 'choices': [choice]})}\n\n"
+            if (body.get("stream_options") or {}).get("include_usage"):
+                yield f"data: {json.dumps({**chunk, 'choices': [], 'usage': usage})}\n\n"
             yield "data: [DONE]\n\n"
 
         from starlette.responses import StreamingResponse

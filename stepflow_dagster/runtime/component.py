@@ -256,7 +256,16 @@ async def resolve_inputs(call: ComponentCall, ctx: RunContext) -> dict[str, Any]
     resolved: dict[str, Any] = {}
     for name, value in call.inputs.items():
         if isinstance(value, list):
-            resolved[name] = [await _resolve_value(call, name, v, ctx) for v in value]
+            items: list[Any] = []
+            for v in value:
+                got = await _resolve_value(call, name, v, ctx)
+                # A live source of a list field that gives a list (a component as tools gives its tools)
+                # adds its items, as lfx does: the Agent's `tools` takes tools, not lists of them.
+                if isinstance(v, LiveInput) and isinstance(got, list):
+                    items.extend(got)
+                else:
+                    items.append(got)
+            resolved[name] = items
         else:
             resolved[name] = await _resolve_value(call, name, value, ctx)
     return resolved
@@ -355,6 +364,7 @@ async def _instantiate(
         graph = Graph.from_payload(
             {"nodes": [node], "edges": []}, flow_name=ctx.flow_name or None, instantiate_components=False
         )
+        graph.set_run_id()  # as a run of lfx's own sets one: agents read it ("Run ID not set")
         return build_vertex_component(graph, call.node_id, inputs, ctx)
 
 

@@ -27,7 +27,7 @@ if os.environ.get("STEPFLOW_SKIP_SERVICE_TESTS", "").lower() in {"1", "true", "y
 
 @pytest.fixture(scope="session")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, stack.Service]]:
-    """All three services, started in parallel on free ports; stopped at the end of the session."""
+    """All the services (the web stand-in too), in parallel on free ports; stopped at the session end."""
     if os.environ.get("STEPFLOW_SERVICES_SETUP", "1") != "0":
         stack.run_setup("all")
     base = tmp_path_factory.mktemp("services")
@@ -36,6 +36,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, sta
         opensearch={"port": 0, "home": base / "opensearch", "log_path": base / "opensearch.log"},
         docling={"port": 0, "workdir": base / "docling", "log_path": base / "docling.log"},
         embeddings={"port": 0, "log_path": base / "embeddings.log"},
+        web={"port": 0, "log_path": base / "web.log"},
     )
     try:
         yield started
