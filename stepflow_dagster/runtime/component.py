@@ -25,7 +25,7 @@ from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from stepflow_dagster.runtime import secrets, variables
+from stepflow_dagster.runtime import file_access, secrets, variables
 from stepflow_dagster.runtime.code_policy import apply_code_policy
 from stepflow_dagster.runtime.codec import Redacted, encode
 from stepflow_dagster.runtime.errors import TRACEBACK_NOTE, ComponentError
@@ -468,33 +468,7 @@ def redact_output(call: ComponentCall, name: str, value: Any, ctx: RunContext) -
 
 @contextlib.contextmanager
 def local_file_access() -> Iterator[None]:
-    """Let a node read the absolute paths a run gives it (file fields, a Directory's path, ...).
-
-    lfx 1.13 confines local files to its storage dir unless restrict_local_file_access is off: that
-    guards a multi-user Langflow server; here the paths come from the run's config or the flow. We turn
-    it off only while the node builds, and put it back afterwards.
-    """
-    from lfx.services.deps import get_settings_service
-
-    service = get_settings_service()
-    if service is None:  # lfx could not start its settings: nothing to relax
-        yield
-        return
-    settings = service.settings
-    # Builds of one batch overlap in threads: the first in relaxes, the last out restores.
-    with _ACCESS_LOCK:
-        if _ACCESS_HOLDERS[0] == 0:
-            _ACCESS_HOLDERS[1] = settings.restrict_local_file_access
-            settings.restrict_local_file_access = False
-        _ACCESS_HOLDERS[0] += 1
-    try:
-        yield
-    finally:
-        with _ACCESS_LOCK:
-            _ACCESS_HOLDERS[0] -= 1
-            if _ACCESS_HOLDERS[0] == 0:
-                settings.restrict_local_file_access = _ACCESS_HOLDERS[1]
-
-
-_ACCESS_LOCK = threading.Lock()
-_ACCESS_HOLDERS: list[Any] = [0, True]  # builds inside local_file_access, the setting before the first
+    """While a node builds, lfx's restriction of local files stands, with the roots the run granted
+    (runtime/file_access.py: drop location, the run's files, storage); nothing is lifted."""
+    file_access.install()
+    yield
