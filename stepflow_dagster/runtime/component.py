@@ -168,7 +168,7 @@ def build_component(
     async def build() -> Any:
         error: ComponentError | None = None
         try:
-            with local_file_access(), masking():
+            with local_file_access(ctx.tweaks), masking():
                 component, _ = await _instantiate(call, await resolve_inputs(call, ctx), ctx)
         except Exception as exc:
             error = component_error(ctx, call, exc)
@@ -235,7 +235,7 @@ async def _compute(call: ComponentCall, ctx: RunContext, *, redact: bool) -> dic
     error: ComponentError | None = None
     try:
         inputs = await resolve_inputs(call, ctx)
-        with local_file_access(), masking():
+        with local_file_access(ctx.tweaks), masking():
             component, stopped = await _instantiate(call, inputs, ctx)
             results: dict[str, Any] = {}
             for name in call.outputs:
@@ -467,8 +467,10 @@ def redact_output(call: ComponentCall, name: str, value: Any, ctx: RunContext) -
 
 
 @contextlib.contextmanager
-def local_file_access() -> Iterator[None]:
+def local_file_access(tweaks: Mapping[str, Any] | None = None) -> Iterator[None]:
     """While a node builds, lfx's restriction of local files stands, with the roots the run granted
-    (runtime/file_access.py: drop location, the run's files, storage); nothing is lifted."""
+    (runtime/file_access.py: drop location, the run's files, storage) and the paths the run's own tweaks
+    give to path fields; nothing is lifted."""
     file_access.install()
-    yield
+    with file_access.allowed_files(file_access.tweak_paths(tweaks or {})):
+        yield

@@ -6,8 +6,9 @@ on): ``lfx.utils.file_path_security.enforce_local_file_access`` resolves the pat
 and requires it inside the roots that ``_scope_roots`` gives, the executing user's or flow's folder of
 its storage dir; its own secret files there stay denied. We keep that check and its setting, and only
 widen the roots while a run's components build: the drop location, the run's own files (its ``files``,
-paths its tweaks name, the partition's document), the IO storage folder and lfx's storage dir. A path
-the export itself names elsewhere (``/etc/passwd``, ``~/.aws/credentials``) is refused by lfx.
+paths its tweaks name, the partition's document), the IO storage folder and lfx's storage dir (and the
+same roots for the Directory component's own second check, ``directory_component_allowed_roots``). A
+path the export itself names elsewhere (``/etc/passwd``, ``~/.aws/credentials``) is refused by lfx.
 
 Roots are granted per process, counted per run in flight (a batch builds documents in threads, which do
 not share context variables); an operator who sets LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS=false lifts the
@@ -44,6 +45,7 @@ def allowed_files(paths: Iterable[str | Path]) -> Iterator[None]:
     roots = [Path(p).expanduser().resolve() for p in paths if str(p)]
     with _LOCK:
         _GRANTS.update(roots)
+        _sync_directory_roots()
     try:
         yield
     finally:
@@ -51,6 +53,24 @@ def allowed_files(paths: Iterable[str | Path]) -> Iterator[None]:
             _GRANTS.subtract(roots)
             for root in [r for r, n in _GRANTS.items() if n <= 0]:
                 del _GRANTS[root]
+            _sync_directory_roots()
+
+
+_DIRECTORY_ROOTS: list[list[str]] = []  # the operator's directory_component_allowed_roots, once read
+
+
+def _sync_directory_roots() -> None:
+    """lfx's Directory component checks its path a second time, against the working directory and the
+    setting ``directory_component_allowed_roots``: the granted roots join the operator's there too."""
+    try:
+        from lfx.services.deps import get_settings_service
+
+        settings = get_settings_service().settings
+    except Exception:  # noqa: BLE001 - no lfx settings: nothing to widen (its checks fail closed)
+        return
+    if not _DIRECTORY_ROOTS:
+        _DIRECTORY_ROOTS.append(list(getattr(settings, "directory_component_allowed_roots", []) or []))
+    settings.directory_component_allowed_roots = [*_DIRECTORY_ROOTS[0], *(str(r) for r in _GRANTS)]
 
 
 @functools.cache

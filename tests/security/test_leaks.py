@@ -3,7 +3,11 @@ a secret could land is scanned for it: every file of the instance (SQLite, compu
 the captured stdout/stderr and the exported spans.
 
 tests/flows/leaky.json: Leaky-ok001 logs and prints its key and returns it (to a Chat Output); Leaky-bad01
-logs and prints it and raises "Incorrect API key provided: <key>" from a cause that carries it too.
+logs and prints it and raises "Incorrect API key provided: <key>" from a cause that carries it too (a
+custom component: tests/flows/leaky.yaml trusts it). Runs: in-process; a loop whose body node uses the
+key; the CLI with `--var` and the default executor (a process per step); one launched by GraphQL through
+dagster-webserver and dagster-daemon. Refused before the run: the key in run config variables, in a tweak
+(in-process and by the CLI, which creates no run at all).
 """
 
 from __future__ import annotations

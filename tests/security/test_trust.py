@@ -67,7 +67,7 @@ def outside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def run(flow: Path, tmp_path: Path, config: dict[str, Any]) -> tuple[dg.ExecuteInProcessResult, Path]:
     storage = tmp_path / "io"
     home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     job = job_for_flow(str(flow), "in_process", str(storage))
     with dg.DagsterInstance.local_temp(str(home)) as instance:
         result = job.execute_in_process(
@@ -146,28 +146,39 @@ def test_a_trusted_export_runs_its_own_code(tmp_path: Path, outside: Path) -> No
     assert f"hi | {OTHER_SECRET} | {OUTSIDE}" in stored
 
 
-@pytest.mark.slow
-def test_a_stock_component_reads_no_folder_outside_the_allowed_ones(tmp_path: Path, outside: Path) -> None:
-    """document_chunks' Directory (stock) pointed by the export at a folder elsewhere: lfx's restriction,
-    with our roots, refuses it; the same folder given by the run (a tweak: the run's own files) is read."""
+def chunks_export(folder: Path, path: str) -> Path:
+    """flows/document_chunks.json (Directory, stock) with the export's own folder set to ``path``."""
     doc = json.loads((ROOT / "flows" / "document_chunks.json").read_text())
     node = next(n for n in doc["data"]["nodes"] if n["id"] == "Directory-docs1")
-    node["data"]["node"]["template"]["path"]["value"] = str(outside.parent)
-    node["data"]["node"]["template"]["types"]["value"] = ["txt"]
-    flow = tmp_path / "chunks.json"
+    node["data"]["node"]["template"]["path"]["value"] = path
+    node["data"]["node"]["template"]["types"]["value"] = ["txt", "md"]
+    folder.mkdir(parents=True, exist_ok=True)
+    flow = folder / "chunks.json"  # no deployment file beside it
     flow.write_text(json.dumps(doc))
-    result, storage = run(flow, tmp_path / "refused", {})
+    return flow
+
+
+def refusal(result: dg.ExecuteInProcessResult) -> str:
     failed = [e for e in result.all_events if e.is_step_failure]
     assert [e.step_key for e in failed] == ["Directory_docs1"]
     message = failed[0].event_specific_data.error.to_string()
-    assert "node 'Directory-docs1' (Directory)" in message
-    assert (
-        "Access to local file paths outside" in message and "LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS" in message
-    )
-    assert OUTSIDE not in texts(tmp_path / "refused")
+    assert "flow 'Document Chunks', node 'Directory-docs1' (Directory)" in message
+    return message
 
-    given, storage = run(
-        flow, tmp_path / "given", {"tweaks": {"Directory-docs1": {"path": str(outside.parent)}}}
-    )
+
+@pytest.mark.slow
+def test_a_stock_component_reads_no_folder_outside_the_allowed_ones(tmp_path: Path, outside: Path) -> None:
+    """Directory (stock) reading a folder the export names: refused, inside the project (lfx's restriction
+    with our roots) and outside it (lfx's Directory check too); the same folder given by the run (a tweak:
+    the run's own files) is read."""
+    inside = run(chunks_export(tmp_path / "a", "flows/samples/docs"), tmp_path / "a", {})[0]
+    assert "Access to local file paths outside" in refusal(inside)
+    elsewhere = chunks_export(tmp_path / "b", str(outside.parent))
+    message = refusal(run(elsewhere, tmp_path / "b", {})[0])
+    assert "Directory path escapes the allowed root" in message or "Access to local file paths" in message
+    assert OUTSIDE not in texts(tmp_path / "a") + texts(tmp_path / "b")
+
+    tweaks = {"Directory-docs1": {"path": str(outside.parent)}}
+    given, storage = run(elsewhere, tmp_path / "c", {"tweaks": tweaks})
     assert given.success
     assert OUTSIDE in (storage / given.run_id / "ChatOutput_out01" / "message.json").read_text()
