@@ -309,6 +309,13 @@ def payload_node(call: ComponentCall, ctx: RunContext) -> dict[str, Any]:
     node_data = copy.deepcopy(dict(call.node_data))
     node_data["id"] = call.node_id
     _apply_code_policy_cached(node_data, policy_for(ctx.code_policy, call.node_id, display_name(node_data)))
+    template = node_data.get("node", {}).get("template", {})
+    for name in call.inputs:
+        spec = template.get(name)
+        if isinstance(spec, dict) and (spec.get("type") == "file" or spec.get("_input_type") == "FileInput"):
+            # Fed by an upstream value: the export's stored path (an upload on its Langflow server) is
+            # not used, and lfx's file restriction would refuse it before the input replaces it.
+            spec["file_path"] = [] if spec.get("list") else ""
     node = {"id": call.node_id, "type": "genericNode", "data": node_data}
     tweaks = _tweaks_for(node_data, call.node_id, ctx.tweaks)
     if tweaks:

@@ -71,6 +71,7 @@ class UntrustedCode(FlowError):
 
     def __init__(self, flow: str, nodes: list[CodeTrust], deployment_file: str) -> None:
         self.nodes = nodes
+        self.deployment_file = deployment_file
         lines = [
             f"node {n.node_id!r} ({n.display_name}) runs code that is not stock: {n.reason}; "
             f"code sha256 {n.sha256}"
@@ -84,6 +85,9 @@ class UntrustedCode(FlowError):
             "or `run: {trust: {all: true}}` for the whole flow"
         )
         super().__init__(flow, "\n".join([*lines, how]))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (UntrustedCode, (self.flow, self.nodes, self.deployment_file))
 
 
 def code_sha256(code: str) -> str:

@@ -321,7 +321,7 @@ def test_file_component_reads_absolute_path_input(fixtures_dir: Path) -> None:
     assert list(hop(out["dataframe"])["qty"]) == [3, 7, 1]
     # lfx's restriction stays on: a path from an upstream value, not granted to the run, is refused
     assert get_settings_service().settings.restrict_local_file_access is True
-    with pytest.raises(ComponentError, match="Access to local file paths outside"):
+    with pytest.raises(ComponentError, match="LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS=true"):
         run_component(call)
 
 

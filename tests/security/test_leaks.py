@@ -245,7 +245,8 @@ def test_a_loop_body_using_a_key_leaks_nowhere(
     out, err = capfd.readouterr()
     err += caplog.text
     failed = [e for e in result.all_events if e.is_step_failure]
-    assert len(failed) == 1 and "Incorrect API key provided: **********" in failed[0].message
+    assert len(failed) == 1
+    assert "Incorrect API key provided: **********" in failed[0].event_specific_data.error.to_string()
     assert "body uses **********" in out + compute_logs(home)
     assert files_holding_the_secret(home, storage) == {}
     assert occurrences(out + err) == 0
