@@ -65,9 +65,12 @@ def _sync_directory_roots() -> None:
     try:
         from lfx.services.deps import get_settings_service
 
-        settings = get_settings_service().settings
+        service = get_settings_service()
     except Exception:  # noqa: BLE001 - no lfx settings: nothing to widen (its checks fail closed)
         return
+    if service is None:
+        return
+    settings = service.settings
     if not _DIRECTORY_ROOTS:
         _DIRECTORY_ROOTS.append(list(getattr(settings, "directory_component_allowed_roots", []) or []))
     settings.directory_component_allowed_roots = [*_DIRECTORY_ROOTS[0], *(str(r) for r in _GRANTS)]

@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -295,8 +296,6 @@ def test_a_run_launched_by_graphql_through_webserver_and_daemon_leaks_nowhere(tm
             entries = _graphql(url, query)["data"]["workspaceOrError"]["locationEntries"]  # type: ignore[index]
             if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                 break
-            import time
-
             time.sleep(0.5)
         client = client_for(url)
         run_id = client.submit_job_execution(job_name(str(flows / "leaky.json")), run_config={})
@@ -309,13 +308,15 @@ def test_a_run_launched_by_graphql_through_webserver_and_daemon_leaks_nowhere(tm
         assert "Incorrect API key provided: **********" in str(failures[0].dagster_event)
         assert succeeded == {"Leaky_ok001", "ChatOutput_out01"}
     finally:
-        for p in procs:
-            p.terminate()
+        import signal
+
+        for p in procs:  # each in its own session: the webserver's code server goes with it
+            os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             try:
-                p.wait(timeout=30)
+                p.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
     captured = compute_logs(home) + "\n".join(p.read_text(errors="replace") for p in logs.iterdir())
     assert "stdout: key **********" in captured and '"name": "component Leaky"' in captured  # spans too
     assert files_holding_the_secret(home, logs) == {}
