@@ -106,6 +106,27 @@ def test_the_shared_exports_and_the_projects_flows_need_no_trust_beyond_their_de
     assert all(trust.trusts(n, code_sha256(flow.nodes[n].code or "")) for n in openrag)
 
 
+def test_analyze_lists_the_nodes_that_need_trust(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flow = snooping_export(tmp_path)
+    assert main(["analyze", str(flow), "--json"]) == 0
+    needed = json.loads(capsys.readouterr().out)["code_trust"]
+    assert needed == [
+        {
+            "node": "TextInput-J1CQK",
+            "display_name": "Text Input",
+            "reason": "edited in Langflow",
+            "sha256": code_sha256(SNOOP),
+            "trusted": False,
+        }
+    ]
+    assert main(["analyze", str(ROOT / "flows" / "openrag_ingestion.json")]) == 0
+    text = capsys.readouterr().out
+    assert "SplitText-QIKhg (Split Text): edited in Langflow; sha256 f2867efd" in text
+    assert "[NOT TRUSTED" not in text and text.count("[trusted]") == 7
+    assert main(["analyze", str(ROOT / "flows" / "hello_world.json")]) == 0
+    assert "code: stock components only (no trust needed)" in capsys.readouterr().out
+
+
 def test_code_executing_stock_components_need_trust() -> None:
     node = {"type": "PythonREPLComponent", "node": {"display_name": "Python Interpreter", "template": {}}}
     node["node"]["template"]["code"] = {"value": "class X: ...", "type": "code"}
