@@ -20,8 +20,9 @@ RUN .venv/bin/python -m compileall -q stepflow_dagster definitions.py \
 ENV PATH=/app/.venv/bin:$PATH \
     DAGSTER_HOME=/opt/dagster/dagster_home \
     STEPFLOW_EXECUTOR=k8s \
-    LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS=false \
     DO_NOT_TRACK=true
+# lfx's restriction of local files stays on (LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS): a run widens its roots
+# to the drop location, its own files and the storage folders only (stepflow_dagster/runtime/file_access.py).
 RUN mkdir -p $DAGSTER_HOME && useradd --uid 10001 --create-home stepflow && chown -R stepflow /app $DAGSTER_HOME
 USER stepflow
 # The chart passes its own args (dagster api grpc ... / dagster api execute_run ... / execute_step ...).

@@ -12,6 +12,7 @@ from typing import Any
 
 from . import parity, submit
 from .flow import Analysis, FlowError, analyze, load_flow
+from .flow.analysis import CodeNeedingTrust
 from .plan import dump_plan, plan_flow
 
 
@@ -47,6 +48,18 @@ def _render(analysis: Analysis) -> str:
         ]
     lines.append("inputs:  " + (", ".join(f"{i.node} ({i.kind})" for i in a.inputs) or "(none)"))
     lines.append("outputs: " + (", ".join(o.node for o in a.outputs) or "(none)"))
+    if a.code_trust:
+        lines.append(
+            "code that is not stock (runs only if the deployment file trusts it: run.trust.nodes, "
+            "run.trust.code_sha256 or run.trust.all):"
+        )
+        lines += [
+            f"  {t.node} ({t.display_name}): {t.reason}; sha256 {t.sha256}"
+            + ("  [trusted]" if t.trusted else "  [NOT TRUSTED: refused]")
+            for t in a.code_trust
+        ]
+    else:
+        lines.append("code: stock components only (no trust needed)")
     if a.code_policy:
         lines.append("component code (runtime policy):")
         lines += [f"  {node}: {effect}" for node, effect in a.code_policy.items()]
@@ -58,6 +71,7 @@ def _render(analysis: Analysis) -> str:
 def cmd_analyze(args: argparse.Namespace) -> int:
     flow = load_flow(args.flow)
     analysis = analyze(flow)
+    analysis.code_trust = _code_trust(flow, Path(args.flow), args.code_policy or "upgrade-stock")
     if args.code_policy:
         from .runtime import decide_code
 
@@ -66,6 +80,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         analysis.code_warnings = {node: d.warning for node, d in decisions.items() if d.warning}
     print(json.dumps(analysis.to_dict(), indent=2) if args.json else _render(analysis))
     return 0
+
+
+def _code_trust(flow: Any, path: Path, policy: str) -> list[CodeNeedingTrust]:
+    """Nodes that need the deployment's trust (reads lfx's component index, imports no component)."""
+    from .defs.deployment import load_deployment
+    from .runtime.trust import classify
+
+    trust = load_deployment(path, flow.name).run.trust.policy()
+    found = []
+    for node in flow.nodes.values():
+        status = classify(node.id, node.data, policy)
+        if not status.stock:
+            trusted = trust.trusts(node.id, status.sha256)
+            found.append(
+                CodeNeedingTrust(node.id, status.display_name, status.reason, status.sha256, trusted)
+            )
+    return found
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -141,12 +172,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runtime import decode
 
     config = run_config(args)
-    # Before anything is launched (Dagster would store the run config): a secret in a tweak is refused.
-    refuse_secrets(
-        plan,
-        load_deployment(Path(args.flow), plan.flow),
-        {},
-        config["resources"]["langflow"]["config"]["tweaks"],
+    deployment = load_deployment(Path(args.flow), plan.flow)
+    # Before anything is launched (Dagster would store the run config): a secret in a tweak is refused,
+    # and so is code the deployment file does not trust.
+    refuse_secrets(plan, deployment, {}, config["resources"]["langflow"]["config"]["tweaks"])
+    from .defs.resources import LangflowRun
+    from .runtime.trust import refuse_untrusted
+
+    policies = config["resources"]["langflow"]["config"].get("code_policy", {})
+    run = LangflowRun(code_policy=policies)
+    refuse_untrusted(
+        plan, deployment.run.trust.policy(), {**run.code_policies(), **deployment.run.code_policy, **policies}
     )
     for item in args.var:
         # Variables reach the step processes through their environment, never through run config.

@@ -9,6 +9,10 @@ process), per-node code policies, and for ingestion flows the document drop loca
       variables: {OWNER: alice}
       code_policy: {OpenSearchHybrid-Ve6bS: upgrade-stock}
       secrets: [OPENSEARCH_PASSWORD]   # variables refused in run config: from the environment only
+      trust:                           # code that is not stock (edited, custom): runs only if trusted
+        nodes: [SplitText-QIKhg]       # by node id,
+        code_sha256: [9f86d0...]       # by the sha256 of the node's code (lapses when it changes),
+        all: false                     # or every node of the flow
     documents:
       location: "${STEPFLOW_DROP_DIR:-var/drop}"   # a folder or any fsspec URL
       asset_key: [opensearch, documents]
@@ -22,9 +26,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..flow import FlowError
+from ..runtime.trust import Trust
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -45,6 +50,33 @@ def expand_env(value: Any) -> Any:
     return value
 
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class TrustConfig(BaseModel):
+    """Component code the deployment trusts beyond stock code (runtime/trust.py)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    all: bool = False
+    nodes: list[str] = Field(default_factory=list, description="Node ids whose code runs as exported.")
+    code_sha256: list[str] = Field(
+        default_factory=list,
+        description="sha256 (64 hex) of node code that runs wherever it appears (`analyze` prints it).",
+    )
+
+    @field_validator("code_sha256")
+    @classmethod
+    def _digests(cls, values: list[str]) -> list[str]:
+        for value in values:
+            if not _SHA256.match(value):
+                raise ValueError(f"code_sha256 entry {value!r} is not a sha256 digest (64 hex digits)")
+        return values
+
+    def policy(self) -> Trust:
+        return Trust(all=self.all, nodes=frozenset(self.nodes), code_sha256=frozenset(self.code_sha256))
+
+
 class RunDefaults(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,6 +86,7 @@ class RunDefaults(BaseModel):
     # Variables that are secrets besides those of password / SecretStrInput fields: a run may not give
     # them in its config (defs/secret_config.py), only the environment of the step processes.
     secrets: list[str] = Field(default_factory=list)
+    trust: TrustConfig = Field(default_factory=TrustConfig)
 
 
 DocumentAttribute = Literal["path", "name", "size", "mimetype", "sha256", "url"]

@@ -19,6 +19,7 @@ from .. import telemetry
 from ..plan import FlowPlan, InnerEdge, Step, StepInput
 from .deployment import FlowDeployment, expand_env
 from .documents import count_rows, document_path, document_variables
+from .io_manager import default_storage
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
@@ -56,12 +57,20 @@ class StepSettings:
     variables: dict[str, str]
     code_policies: dict[str, str]
     document: str | None = None  # the partition's document, for an ingestion run
+    # Local paths the run's components may reach (runtime/file_access.py), beside lfx's storage dir.
+    file_roots: tuple[str, ...] = ()
 
 
 def step_settings(
     plan: FlowPlan, run: LangflowRun, deployment: FlowDeployment, partition_key: str | None
 ) -> StepSettings:
+    from ..runtime import file_access
+    from ..runtime.trust import refuse_untrusted
+
     run.refuse_secrets(plan, deployment)  # secrets: environment only, never run config (secrets branch)
+    code_policies = {**run.code_policies(), **deployment.run.code_policy, **run.code_policy}
+    # Every op checks the whole flow: the first to start refuses, before any component's code runs.
+    refuse_untrusted(plan, deployment.run.trust.policy(), code_policies)
     tweaks: dict[str, dict[str, Any]] = {k: dict(v) for k, v in deployment.run.tweaks.items()}
     for key, fields in run.all_tweaks(plan).items():
         tweaks.setdefault(key, {}).update(fields)
@@ -76,11 +85,17 @@ def step_settings(
             for end in plan.inputs:
                 if end.kind == "file" and end.field:
                     tweaks.setdefault(end.node, {})[end.field] = [document]
+    tweaks = expand_env(tweaks)
+    roots = [*run.files, *file_access.tweak_paths(tweaks), *([document] if document else [])]
+    for location in (docs.resolved_location() if docs else None, default_storage()):
+        if location and file_access.is_local(location):
+            roots.append(file_access.local_path(location))
     return StepSettings(
-        tweaks=expand_env(tweaks),
+        tweaks=tweaks,
         variables=expand_env(variables),
-        code_policies={**run.code_policies(), **deployment.run.code_policy, **run.code_policy},
+        code_policies=code_policies,
         document=document,
+        file_roots=tuple(roots),
     )
 
 
@@ -157,20 +172,21 @@ def open_sink(
 ) -> "DocumentChunks | None":
     """The chunks, by document, of the store the flow's sink writes to: through the sink component's own
     client, built as a run of ``document`` builds it (its tweaks, variables and code)."""
-    from ..runtime import ComponentCall, build_component
+    from ..runtime import ComponentCall, build_component, file_access
     from ..sinks import open_chunks
 
     assert deployment.documents is not None and plan.outputs
     step = plan.step(plan.outputs[0].step)
     settings = step_settings(plan, run, deployment, document)
     component = step.components[0]
-    instance = build_component(
-        ComponentCall(component.node_id, component.data, {}, []),
-        variables=settings.variables,
-        tweaks=settings.tweaks,
-        flow_name=plan.flow,
-        code_policy=settings.code_policies,
-    )
+    with file_access.allowed_files(settings.file_roots):
+        instance = build_component(
+            ComponentCall(component.node_id, component.data, {}, []),
+            variables=settings.variables,
+            tweaks=settings.tweaks,
+            flow_name=plan.flow,
+            code_policy=settings.code_policies,
+        )
     return open_chunks(step.component_type, instance, deployment.documents.document_field)
 
 
@@ -292,6 +308,19 @@ def run_step(
     live_cache: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """Run a step's component here: its outputs by Dagster output name, ready to store, and previews."""
+    from ..runtime import file_access
+
+    with file_access.allowed_files(settings.file_roots):
+        return _run_step(plan, step, inputs, settings, live_cache)
+
+
+def _run_step(
+    plan: FlowPlan,
+    step: Step,
+    inputs: Mapping[str, Any],
+    settings: StepSettings,
+    live_cache: dict[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, str]]:
     from ..runtime import ComponentCall, Redacted, encode, run_component
 
     if not step.is_loop and step.outputs and all(o.live for o in step.outputs):

@@ -9,8 +9,9 @@ import dagster as dg
 from ..flow import load_flow
 from ..plan import plan_flow
 from .definitions import StepflowSettings, executor_for
+from .deployment import load_deployment
 from .io_manager import JsonIOManager
-from .jobs import flow_job
+from .jobs import flow_graph, flow_job
 from .resources import LangflowRun
 from .translator import LangflowTranslator
 
@@ -20,11 +21,15 @@ def job_for_flow(
 ) -> dg.JobDefinition:
     plan = plan_flow(load_flow(Path(flow_path)))
     io_manager = JsonIOManager(base_path=storage) if storage else JsonIOManager()
+    translator = LangflowTranslator()
+    # The deployment file beside the export (its tweaks, variables, secrets, code trust) as in flows/.
+    graph = flow_graph(plan, translator, load_deployment(Path(flow_path), plan.flow))
     return flow_job(
         plan,
-        LangflowTranslator(),
+        translator,
         executor_for(StepflowSettings(executor=executor)),
         resources={"langflow": LangflowRun(), "io_manager": io_manager},
+        graph=graph,
     )
 
 

@@ -64,6 +64,18 @@ class EmptyCredential:
 
 
 @dataclass(frozen=True)
+class CodeNeedingTrust:
+    """A node whose code is not stock Langflow code: it runs only if the deployment file trusts it
+    (runtime/trust.py decides; analyze fills this in)."""
+
+    node: str
+    display_name: str
+    reason: str
+    sha256: str
+    trusted: bool  # by the deployment file beside the export
+
+
+@dataclass(frozen=True)
 class EdgeInfo:
     source: str
     output: str
@@ -106,6 +118,8 @@ class Analysis:
     code_policy: dict[str, str] = field(default_factory=dict)  # node -> what runs and why (--code-policy)
     # node -> why the export's code is kept although an installed version exists (--code-policy)
     code_warnings: dict[str, str] = field(default_factory=dict)
+    # Nodes whose code is not stock (edited, custom, code-executing): the deployment must trust them.
+    code_trust: list[CodeNeedingTrust] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         doc = asdict(self)

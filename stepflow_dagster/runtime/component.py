@@ -25,7 +25,7 @@ from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from stepflow_dagster.runtime import secrets, variables
+from stepflow_dagster.runtime import file_access, secrets, variables
 from stepflow_dagster.runtime.code_policy import apply_code_policy
 from stepflow_dagster.runtime.codec import Redacted, encode
 from stepflow_dagster.runtime.errors import TRACEBACK_NOTE, ComponentError
@@ -168,7 +168,7 @@ def build_component(
     async def build() -> Any:
         error: ComponentError | None = None
         try:
-            with local_file_access(), masking():
+            with local_file_access(ctx.tweaks), masking():
                 component, _ = await _instantiate(call, await resolve_inputs(call, ctx), ctx)
         except Exception as exc:
             error = component_error(ctx, call, exc)
@@ -235,7 +235,7 @@ async def _compute(call: ComponentCall, ctx: RunContext, *, redact: bool) -> dic
     error: ComponentError | None = None
     try:
         inputs = await resolve_inputs(call, ctx)
-        with local_file_access(), masking():
+        with local_file_access(ctx.tweaks), masking():
             component, stopped = await _instantiate(call, inputs, ctx)
             results: dict[str, Any] = {}
             for name in call.outputs:
@@ -318,6 +318,13 @@ def payload_node(call: ComponentCall, ctx: RunContext) -> dict[str, Any]:
     node_data = copy.deepcopy(dict(call.node_data))
     node_data["id"] = call.node_id
     _apply_code_policy_cached(node_data, policy_for(ctx.code_policy, call.node_id, display_name(node_data)))
+    template = node_data.get("node", {}).get("template", {})
+    for name in call.inputs:
+        spec = template.get(name)
+        if isinstance(spec, dict) and (spec.get("type") == "file" or spec.get("_input_type") == "FileInput"):
+            # Fed by an upstream value: the export's stored path (an upload on its Langflow server) is
+            # not used, and lfx's file restriction would refuse it before the input replaces it.
+            spec["file_path"] = [] if spec.get("list") else ""
     node = {"id": call.node_id, "type": "genericNode", "data": node_data}
     tweaks = _tweaks_for(node_data, call.node_id, ctx.tweaks)
     if tweaks:
@@ -477,34 +484,10 @@ def redact_output(call: ComponentCall, name: str, value: Any, ctx: RunContext) -
 
 
 @contextlib.contextmanager
-def local_file_access() -> Iterator[None]:
-    """Let a node read the absolute paths a run gives it (file fields, a Directory's path, ...).
-
-    lfx 1.13 confines local files to its storage dir unless restrict_local_file_access is off: that
-    guards a multi-user Langflow server; here the paths come from the run's config or the flow. We turn
-    it off only while the node builds, and put it back afterwards.
-    """
-    from lfx.services.deps import get_settings_service
-
-    service = get_settings_service()
-    if service is None:  # lfx could not start its settings: nothing to relax
+def local_file_access(tweaks: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """While a node builds, lfx's restriction of local files stands, with the roots the run granted
+    (runtime/file_access.py: drop location, the run's files, storage) and the paths the run's own tweaks
+    give to path fields; nothing is lifted."""
+    file_access.install()
+    with file_access.allowed_files(file_access.tweak_paths(tweaks or {})):
         yield
-        return
-    settings = service.settings
-    # Builds of one batch overlap in threads: the first in relaxes, the last out restores.
-    with _ACCESS_LOCK:
-        if _ACCESS_HOLDERS[0] == 0:
-            _ACCESS_HOLDERS[1] = settings.restrict_local_file_access
-            settings.restrict_local_file_access = False
-        _ACCESS_HOLDERS[0] += 1
-    try:
-        yield
-    finally:
-        with _ACCESS_LOCK:
-            _ACCESS_HOLDERS[0] -= 1
-            if _ACCESS_HOLDERS[0] == 0:
-                settings.restrict_local_file_access = _ACCESS_HOLDERS[1]
-
-
-_ACCESS_LOCK = threading.Lock()
-_ACCESS_HOLDERS: list[Any] = [0, True]  # builds inside local_file_access, the setting before the first

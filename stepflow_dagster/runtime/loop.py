@@ -110,7 +110,7 @@ async def _arun_subgraph(
         results: dict[str, dict[str, Any]] = {}
         for node_id, names in outputs.items():
             current = calls[node_id]
-            with local_file_access(), masking():
+            with local_file_access(ctx.tweaks), masking():
                 with BUILD_LOCK:
                     component, stopped = build_vertex_component(graph, node_id, resolved[node_id], ctx)
                 values = {name: await compute_output(component, current, name) for name in names}

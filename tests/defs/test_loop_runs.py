@@ -71,6 +71,7 @@ def _fed_loop_fixture(tmp_path: Path) -> Path:
     doc["data"]["edges"].append(edge)
     path = tmp_path / "loop_fed.json"
     path.write_text(json.dumps(doc))
+    path.with_suffix(".yaml").write_text("run: {trust: {all: true}}\n")  # Rows and Shout: custom code
     return path
 
 

@@ -124,8 +124,12 @@ def test_document_chunks_equals_lfx_run(instance: dg.DagsterInstance, tmp_path: 
 
 def test_dataframe_image_flow_fails_like_lfx_run(instance: dg.DagsterInstance, tmp_path: Path) -> None:
     """The published export's edited DataFrame Operations code uses `pd` without importing it."""
-    flow = shared_flow("langflow_factory__others__dataframe_image.json")
+    export = shared_flow("langflow_factory__others__dataframe_image.json")
     csv = ROOT / "tests" / "fixtures" / "runtime" / "fruits.csv"
+    # Its edited node is not stock code: it runs where the deployment file trusts it.
+    flow = tmp_path / export.name
+    flow.write_bytes(export.read_bytes())
+    flow.with_suffix(".yaml").write_text("run: {trust: {nodes: [DataFrameOperationsComponent-wfbGg]}}\n")
     # Fresh step processes: lfx execs component code in shared namespaces, so a repaired copy of this
     # flow run earlier in the same process (tests/runtime) would lend it its `pd`.
     result = execute(flow, instance, tmp_path / "io", {"files": [str(csv)]}, executor="multiprocess")

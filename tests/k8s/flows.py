@@ -80,4 +80,7 @@ def write_pools_flow(folder: Path, name: str = "pools") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.json"
     path.write_text(json.dumps(pools_flow(name), indent=1))
+    # The probes are custom components: their code runs because the deployment file trusts it.
+    ids = ", ".join(f"{kind}-{suffix}" for kind, suffix in CHAIN)
+    path.with_suffix(".yaml").write_text(f"run: {{trust: {{nodes: [{ids}]}}}}\n")
     return path

@@ -311,12 +311,18 @@ def test_router_reports_stopped_output() -> None:
 def test_file_component_reads_absolute_path_input(fixtures_dir: Path) -> None:
     from lfx.services.deps import get_settings_service
 
+    from stepflow_dagster.runtime.file_access import allowed_files
+
     nodes = flow_nodes("langflow_factory__others__dataframe_image.json")
     csv = str(fixtures_dir / "fruits.csv")
-    out = run_component(ComponentCall("File-g3C6N", nodes["File-g3C6N"], {"path": [csv]}, ["dataframe"]))
+    call = ComponentCall("File-g3C6N", nodes["File-g3C6N"], {"path": [csv]}, ["dataframe"])
+    with allowed_files([csv]):  # a run's own file (the defs layer grants them)
+        out = run_component(call)
     assert list(hop(out["dataframe"])["qty"]) == [3, 7, 1]
-    # the relaxation is scoped to the File node's build
+    # lfx's restriction stays on: a path from an upstream value, not granted to the run, is refused
     assert get_settings_service().settings.restrict_local_file_access is True
+    with pytest.raises(ComponentError, match="LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS=true"):
+        run_component(call)
 
 
 def test_component_error_names_the_field_for_the_run_summary() -> None:
