@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -59,7 +60,9 @@ class WarmForkserverExecutor(dg.Executor):
 
 
 def warm_set(job: dg.JobDefinition, execution_plan: Any) -> list[dict[str, Any]]:
-    """The flow files and node ids of the steps this run executes (read from the ops' tags)."""
+    """The flow files and node ids of the steps this run executes (read from the ops' tags), with what
+    the flow's deployment file says of their code: its code policies and what it trusts."""
+    from .deployment import load_deployment
     from .translator import TAG_PREFIX
 
     by_source: dict[str, list[str]] = {}
@@ -69,7 +72,29 @@ def warm_set(job: dg.JobDefinition, execution_plan: Any) -> list[dict[str, Any]]
         source, node_id = tags.get(f"{TAG_PREFIX}/source"), tags.get(f"{TAG_PREFIX}/node_id")
         if source and node_id:
             by_source.setdefault(source, []).append(node_id)
-    return [{"source": s, "nodes": n} for s, n in by_source.items()]
+    targets = []
+    for source, nodes in by_source.items():
+        run = load_deployment(Path(source), tags_flow(job)).run
+        trust = run.trust.policy()
+        targets.append(
+            {
+                "source": source,
+                "nodes": nodes,
+                "code_policy": run.code_policy,
+                "trust": {
+                    "all": trust.all,
+                    "nodes": sorted(trust.nodes),
+                    "code_sha256": sorted(trust.code_sha256),
+                },
+            }
+        )
+    return targets
+
+
+def tags_flow(job: dg.JobDefinition) -> str:
+    from .translator import TAG_PREFIX
+
+    return job.tags.get(f"{TAG_PREFIX}/flow", job.name)
 
 
 @dg.executor(

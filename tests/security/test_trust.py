@@ -203,3 +203,45 @@ def test_a_stock_component_reads_no_folder_outside_the_allowed_ones(tmp_path: Pa
     given, storage = run(elsewhere, tmp_path / "c", {"tweaks": tweaks})
     assert given.success
     assert OUTSIDE in (storage / given.run_id / "ChatOutput_out01" / "message.json").read_text()
+
+
+@pytest.mark.slow
+def test_the_default_executor_builds_no_untrusted_code_ahead_of_its_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default executor's forkserver builds a run's components before the steps start (so they fork
+    warm): it must skip code the steps would refuse. Here the edited code leaves a mark when it runs."""
+    from stepflow_dagster.defs import StepflowSettings
+    from stepflow_dagster.defs.single import reconstructable_job
+
+    mark = tmp_path / "code-ran"
+    monkeypatch.setenv("STEPFLOW_MARK", str(mark))
+    flow = snooping_export(tmp_path)
+    doc = json.loads(flow.read_text())
+    node = next(n for n in doc["data"]["nodes"] if n["id"] == "TextInput-J1CQK")
+    # lfx runs a component's imports and class statement: the mark is made as the class is created.
+    node["data"]["node"]["template"]["code"]["value"] = SNOOP.replace(
+        'Path(os.environ["STEPFLOW_OUTSIDE_FILE"]).read_text()', '"-"'
+    ).replace(
+        '    name = "TextInput"\n',
+        '    name = "TextInput"\n    _ = Path(os.environ["STEPFLOW_MARK"]).write_text("ran")\n',
+    )
+    flow.write_text(json.dumps(doc))
+
+    def launch() -> dg.ExecuteJobResult:
+        home = tmp_path / f"home-{len(list(tmp_path.glob('home-*')))}"
+        home.mkdir()
+        with dg.DagsterInstance.local_temp(str(home)) as instance:
+            return dg.execute_job(
+                reconstructable_job(str(flow), StepflowSettings.executor, str(tmp_path / "io")),
+                instance=instance,
+                run_config={"resources": {"langflow": {"config": {"input_value": "hi"}}}},
+                raise_on_error=False,
+            )
+
+    refused = launch()
+    assert not refused.success and not [e for e in refused.all_events if e.is_step_success]
+    assert not mark.exists()  # neither the forkserver nor a step ran the edited code
+    sha = code_sha256(node["data"]["node"]["template"]["code"]["value"])
+    flow.with_suffix(".yaml").write_text(f"run: {{trust: {{code_sha256: [{sha}]}}}}\n")
+    assert launch().success and mark.read_text() == "ran"  # trusted: the same code runs
