@@ -3,6 +3,7 @@ what the step needs (Dagster, this package, lfx, and the components of the run's
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -75,17 +76,13 @@ def warm_set(job: dg.JobDefinition, execution_plan: Any) -> list[dict[str, Any]]
     targets = []
     for source, nodes in by_source.items():
         run = load_deployment(Path(source), tags_flow(job)).run
-        trust = run.trust.policy()
+        trust = dataclasses.asdict(run.trust.policy())  # the whole policy the ops check, field by field
         targets.append(
             {
                 "source": source,
                 "nodes": nodes,
                 "code_policy": run.code_policy,
-                "trust": {
-                    "all": trust.all,
-                    "nodes": sorted(trust.nodes),
-                    "code_sha256": sorted(trust.code_sha256),
-                },
+                "trust": {k: sorted(v) if isinstance(v, frozenset) else v for k, v in trust.items()},
             }
         )
     return targets

@@ -36,12 +36,9 @@ def warm(targets: list[dict[str, object]]) -> int:
             nodes = set(target.get("nodes") or [])  # type: ignore[call-overload]
             policies: dict[str, str] = dict(target.get("code_policy") or {})  # type: ignore[call-overload]
             given: dict[str, Any] = dict(target.get("trust") or {})  # type: ignore[call-overload]
-            trust = Trust(
-                bool(given.get("all")),
-                frozenset(given.get("nodes", ())),
-                frozenset(given.get("code_sha256", ())),
-            )
-            with contextlib.suppress(Exception):
+            fields: dict[str, Any] = {k: frozenset(v) if isinstance(v, list) else v for k, v in given.items()}
+            with contextlib.suppress(Exception):  # nothing warmed rather than a guess at the policy
+                trust = Trust(**fields)  # every field of the ops' own policy
                 plan = plan_flow(load_flow(Path(str(target["source"]))))
                 components = [c for s in plan.steps if s.node_id in nodes for c in s.components]
                 refused = untrusted(
