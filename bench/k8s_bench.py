@@ -9,11 +9,21 @@ control plane (services/kube; K8sRunLauncher + stepflow_k8s_executor, one Job pe
 - in-process: STEP_START to STEP_SUCCESS of the same step in one process.
 
     uv run python bench/k8s_bench.py
+
+With --openrag N: the OpenRAG ingestion of N small Markdown documents on the control plane, deployed as
+the Helm values deploy it (tests/k8s/deploy.py: code server and daemon pods, PostgreSQL, K8sRunLauncher,
+a pod per component per batch), from the drop to the last document in OpenSearch; documents per minute
+and pods created, against the same N through `stepflow-dagster ingest` in one process. Starts the local
+services itself (services/stack.py, free ports).
+
+    uv run python bench/k8s_bench.py --openrag 50 [--batch 25]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import dagster as dg  # noqa: E402
 
-from services.kube.cluster import KubeCluster  # noqa: E402
+from services.kube.cluster import KubeCluster, default_nodes  # noqa: E402
 from stepflow_dagster.defs.single import job_for_flow  # noqa: E402
 from tests.k8s.flows import write_pools_flow  # noqa: E402
 from tests.k8s.harness import Deployment  # noqa: E402
@@ -75,5 +85,107 @@ def main() -> None:
         print(f"| {step} | {pools.get(step, 'cpu')} | {pod_total:.1f} | {in_pod:.2f} | {here:.2f} |")
 
 
+def openrag(n: int, batch: int) -> None:
+    sys.path.insert(0, str(ROOT / "services"))
+    import stack  # type: ignore[import-not-found]
+    from opensearchpy import OpenSearch
+
+    from bench.ingest_bench import make_docs
+    from tests.k8s.deploy import (
+        NAMESPACE,
+        STAND_IN_SECRETS,
+        ChartDeployment,
+        Postgres,
+        flows_copy,
+        local_overrides,
+    )
+
+    work = Path(tempfile.mkdtemp(prefix="k8s-openrag-bench-"))
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(stack.tiktoken_cache_dir(work / "tiktoken"))
+    services = stack.start_all(
+        stack.NAMES,
+        opensearch={"port": 0, "home": work / "opensearch", "log_path": work / "opensearch.log"},
+        docling={"port": 0, "workdir": work / "docling", "log_path": work / "docling.log"},
+        embeddings={"port": 0, "log_path": work / "embeddings.log"},
+    )
+    urls = (
+        services["docling"].url,
+        services["embeddings"].extra["base_url"],
+        services["opensearch"].url,
+    )
+    client = OpenSearch(hosts=[urls[2]])
+    key = dg.AssetKey(["opensearch", "documents"])
+    rows = []
+    try:
+        pg = Postgres().start()
+        try:
+            # Two GPUs on the GPU node, as in the end-to-end test: two runs' embeddings pods at once.
+            nodes = default_nodes()
+            gpu = next(n for n in nodes if n.name == "gpu-b")
+            gpu.capacity = {**gpu.capacity, "nvidia.com/gpu": "2"}
+            with KubeCluster(nodes=nodes) as kc:
+                flows = flows_copy(work / "flows", minimum_interval_seconds=2, max_documents_per_run=batch)
+                env = local_overrides(flows, *urls, "bench_k8s")
+                dep = ChartDeployment(kc, work / "k8s", pg, env, STAND_IN_SECRETS).setup()
+                make_docs(dep.in_shared(dep.env()["STEPFLOW_DROP_DIR"]), n, "k8s")
+                t0 = time.perf_counter()
+                dep.start()
+                with dg.DagsterInstance.from_config(str(dep.test_instance_home())) as instance:
+                    while len(instance.get_materialized_partitions(key)) < n or not all(
+                        r.is_finished for r in instance.get_runs()
+                    ):
+                        failed = [r for r in instance.get_runs() if r.status.value == "FAILURE"]
+                        if failed:
+                            logs = instance.all_logs(
+                                failed[0].run_id, of_type=dg.DagsterEventType.STEP_FAILURE
+                            )
+                            errors = [f"{e.step_key}: {e.message}" for e in logs]
+                            raise SystemExit(f"run {failed[0].run_id} failed: {errors}")
+                        time.sleep(1)
+                    seconds = time.perf_counter() - t0
+                    runs = len(instance.get_runs())
+                pods = kc.core_v1().list_namespaced_pod(NAMESPACE).items
+                workers = [p for p in pods if "dagster/run-id" in (p.metadata.labels or {})]
+                client.indices.refresh(index="bench_k8s")
+                assert client.count(index="bench_k8s")["count"] == n
+                rows.append(
+                    ("Kubernetes: drop -> sensor (daemon pod) -> batch runs, a pod per step", seconds)
+                )
+                print(f"  k8s: {runs} runs, {len(workers)} run and step pods, {seconds:.0f} s", flush=True)
+        finally:
+            pg.stop()
+
+        folder = work / "ingest"
+        make_docs(folder, n, "ingest")
+        env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+        env |= {"DOCLING_URL": urls[0], "OPENAI_BASE_URL": urls[1], "OPENSEARCH_URL": urls[2]}
+        env |= {"OPENSEARCH_INDEX": "bench_ingest", "OPENAI_API_KEY": STAND_IN_SECRETS["OPENAI_API_KEY"]}
+        t0 = time.perf_counter()
+        args = [sys.executable, "-m", "stepflow_dagster.cli", "ingest", str(folder), "--batch", str(batch)]
+        res = subprocess.run(args, env=env, capture_output=True, text=True, cwd=ROOT)
+        if res.returncode:
+            raise SystemExit(f"ingest failed: {res.stdout[-1500:]}{res.stderr[-1500:]}")
+        rows.append(
+            (f"`stepflow-dagster ingest FOLDER` (one process, {batch} per run)", time.perf_counter() - t0)
+        )
+    finally:
+        for svc in services.values():
+            svc.stop()
+    print(f"\ncores: {os.cpu_count()}, load average at the end: {os.getloadavg()[0]:.1f}\n")
+    print("| way | documents | wall (s) | documents per minute | pods created |\n|---|---:|---:|---:|---:|")
+    for i, (label, seconds) in enumerate(rows):
+        pods_created = str(len(workers)) if i == 0 else "-"
+        print(f"| {label} | {n} | {seconds:.0f} | {n / seconds * 60:.1f} | {pods_created} |")
+
+
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--openrag", type=int, metavar="N", help="OpenRAG ingestion of N documents")
+    parser.add_argument("--batch", type=int, default=25, help="documents per run (--openrag)")
+    cli = parser.parse_args()
+    if cli.openrag:
+        openrag(cli.openrag, cli.batch)
+    else:
+        main()
