@@ -24,27 +24,25 @@ from stepflow_dagster.parity import (
 from stepflow_dagster.plan import plan_flow
 from tests.conftest import ROOT, shared_flow
 
-CSV = ROOT / "tests" / "fixtures" / "runtime" / "fruits.csv"
-
 
 @pytest.mark.slow
-def test_parity_command_exit_codes_and_table() -> None:
+def test_parity_command_exit_codes_and_table(stand_in_chat: str) -> None:
     """Two commands side by side (each runs lfx and a Dagster job with the default executor)."""
     hello = shared_flow("lfx_template__hello-world.json")
-    image = shared_flow("langflow_factory__others__dataframe_image.json")
-    tweaks = json.dumps({"File-g3C6N": {"path": [str(CSV)]}})
+    prompting = shared_flow("langflow_starter__Basic_Prompting.json")
     env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    env |= {"OPENAI_BASE_URL": stand_in_chat, "OPENAI_API_KEY": "sk-stand-in-not-checked"}
     commands = {
         "same": ["parity", str(hello), "--input", "Parity, please"],
-        # The installed DataFrame Operations code in place of the export's broken edit: ours runs on, lfx
-        # (the export's code) fails at that node.
+        # The installed Language Model code, which reads the 1.5 export's `provider`/`model_name` as
+        # overrides and fails before calling the model; lfx runs the export's code and gets an answer.
         "different": [
             "parity",
-            str(image),
-            "--tweaks",
-            tweaks,
+            str(prompting),
+            "--input",
+            "What is a vector store?",
             "--code-policy",
-            "DataFrameOperationsComponent-wfbGg=upgrade",
+            "LanguageModelComponent-kBOja=upgrade",
         ],
     }
     procs = {
@@ -63,19 +61,19 @@ def test_parity_command_exit_codes_and_table() -> None:
     assert code == 0, stdout + stderr
     lines = stdout.splitlines()
     assert lines[0].startswith("parity: hello-world (lfx run ")
-    assert any(
-        line.split() == ["result", "(ChatOutput-boh63)", "Parity,", "please", "Parity,", "please", "same"]
-        for line in lines
-    )
+    result = ["result", "(ChatOutput-boh63)", "Parity,", "please", "Parity,", "please", "same"]
+    assert any(line.split() == result for line in lines)
     assert any(line.split() == ["TextInput-J1CQK", "ran", "ran", "same"] for line in lines)
     assert lines[-1] == "parity: same"
 
     (stdout, stderr), code = out["different"]
     assert code == 1, stdout + stderr
     rows = {line.split()[0]: line.split()[1:] for line in stdout.splitlines()[2:] if line.startswith("  ")}
-    assert rows["DataFrameOperationsComponent-wfbGg"] == ["failed", "ran", "DIFFERENT"]
-    assert "name 'pd' is not defined" in stdout
-    assert stdout.splitlines()[-1].startswith("parity: ") and "differ" in stdout.splitlines()[-1]
+    assert rows["LanguageModelComponent-kBOja"] == ["ran", "failed", "DIFFERENT"]
+    assert rows["ChatOutput-8ZWWB"] == ["ran", "not", "run", "DIFFERENT"]
+    assert "lfx run: [stand-in LLM] What is a vector store?" in stdout
+    assert "Model name/provider overrides require" in stdout
+    assert stdout.splitlines()[-1] == "parity: 4 row(s) differ"  # result, failure, the two nodes
 
 
 def test_lfx_output_is_read_per_component_and_failures_by_display_name() -> None:

@@ -1,18 +1,12 @@
 """The stand-in chat model (services/embeddings/server.py) speaks OpenAI's chat protocol: tool calls,
-JSON output and streaming, as the openai client reads them. Served from a thread; no model loaded."""
+JSON output and streaming, as the openai client reads them."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
-from tests.conftest import ROOT
 
 CALCULATOR = {
     "type": "function",
@@ -35,30 +29,11 @@ FETCH = {
 }
 
 
-def server_module() -> Any:
-    spec = importlib.util.spec_from_file_location("stand_in_server", ROOT / "services/embeddings/server.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
-def client() -> Iterator[Any]:
-    import uvicorn
+def client(stand_in_chat: str) -> Any:
     from openai import OpenAI
 
-    app = server_module().create_app(None)  # the chat endpoint does not use the embedder
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.2", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    yield OpenAI(base_url=f"http://127.0.0.2:{port}/v1", api_key="stand-in")
-    server.should_exit = True
-    thread.join(10)
+    return OpenAI(base_url=stand_in_chat, api_key="stand-in")
 
 
 def ask(text: str) -> list[dict[str, Any]]:
