@@ -112,7 +112,7 @@ def v17_inputs(s: Stack) -> ParityInputs:
         "DOCUMENT_ID": "parity-doc-1",
         "SOURCE_URL": str(s.samples / DOCUMENT),
     }
-    return ParityInputs(tweaks=tweaks, variables=variables)
+    return ParityInputs(tweaks=tweaks, variables=variables, same_code=True)
 
 
 def nudges_inputs(s: Stack) -> ParityInputs:
@@ -173,6 +173,8 @@ CASES: dict[str, Case] = {
         lambda s: ParityInputs("Who lit the lamp?", {"File-XWkVj": {"path": [str(s.note)]}}),
         why="Astra DB is a hosted vector database (no local stand-in; a tweak cannot swap the component)",
     ),
+    # lfx gets the code our run runs (--same-code): as exported, lfx 1.13 fails on the frozen Export
+    # DoclingDocument code, which our default policy upgrades (the next case shows both failing alike).
     "openrag_ingestion_1.6": Case(
         "openrag__ingestion_flow.json",
         lambda s: ParityInputs(
@@ -180,7 +182,19 @@ CASES: dict[str, Case] = {
                 s, "DoclingRemote-Dp3PX", "EmbeddingModel-eZ6bT", "OpenSearchHybrid-Ve6bS", "parity_openrag"
             ),
             variables=document_variables(s),
+            same_code=True,
         ),
+    ),
+    "openrag_ingestion_1.6_export_code": Case(
+        "openrag__ingestion_flow.json",
+        lambda s: ParityInputs(
+            tweaks=openrag_tweaks(
+                s, "DoclingRemote-Dp3PX", "EmbeddingModel-eZ6bT", "OpenSearchHybrid-Ve6bS", "parity_unused"
+            ),
+            variables=document_variables(s),
+            code_policy={"ExportDoclingDocument-zZdRg": "frozen"},
+        ),
+        why="the export's frozen Export DoclingDocument code fails on lfx 1.13 (a helper returns a list now)",
     ),
     "openrag_ingestion_1.7": Case("openrag__ingestion_flow_v17.json", v17_inputs),
     "openrag_ingest_docling": Case(
@@ -194,6 +208,7 @@ CASES: dict[str, Case] = {
                 "parity_openrag_docling",
             ),
             variables=document_variables(s),
+            same_code=True,
         ),
     ),
     "openrag_nudges": Case("openrag__openrag_nudges.json", nudges_inputs, phase=2),
@@ -230,6 +245,7 @@ def stack(
         # lfx's URL component refuses loopback addresses unless the deployment allows them.
         "LANGFLOW_SSRF_ALLOWED_HOSTS": "127.0.0.2",
     }
+    create_indexes(services["opensearch"].url)
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -242,6 +258,24 @@ def stack(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def create_indexes(url: str) -> None:
+    """The indexes the OpenRAG flows write to, as their deployment files create them when missing (the
+    flows' OpenSearch code expects the index to exist: OpenRAG's backend makes it)."""
+    import yaml
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(hosts=[url])
+    bodies = {
+        "flows/openrag_ingestion.yaml": ["parity_openrag", "parity_openrag_docling", "parity_unused"],
+        "tests/flows/openrag_ingestion_v17.yaml": ["parity_openrag_v17"],
+    }
+    for deployment, indexes in bodies.items():
+        body = yaml.safe_load((ROOT / deployment).read_text())["documents"]["index_body"]
+        for index in indexes:
+            if not client.indices.exists(index=index):
+                client.indices.create(index=index, body=body)
 
 
 def web_requests(stack: Stack) -> list[str]:
