@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import multiprocessing.forkserver
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,7 +58,22 @@ class WarmForkserverExecutor(dg.Executor):
         if isinstance(pointer, FileCodePointer):
             code = [pointer.python_file, pointer.working_directory, pointer.fn_name, job.name]
             os.environ[CODE_ENV] = json.dumps(code)
+        _forkserver_for(dict(os.environ))
         yield from self._inner.execute(plan_context, execution_plan)
+
+
+_forkserver_env: dict[str, str] | None = None
+
+
+def _forkserver_for(env: dict[str, str]) -> None:
+    """A forkserver keeps the environment and the preloads it started with, for the life of the process
+    that started it. A run worker runs one run; a process that runs several (a notebook, tests, a CLI
+    that changed a variable) stops the old server when the environment changed, so that every run's
+    steps see that run's environment and fork from that run's warm-up."""
+    global _forkserver_env
+    if _forkserver_env is not None and _forkserver_env != env:
+        multiprocessing.forkserver._forkserver._stop()  # type: ignore[attr-defined]  # the next step starts one
+    _forkserver_env = env
 
 
 def warm_set(job: dg.JobDefinition, execution_plan: Any) -> list[dict[str, Any]]:
