@@ -40,6 +40,7 @@ CODE_DEFAULTS = {
     "OTEL_RESOURCE_ATTRIBUTES": "none",
     "OTEL_SDK_DISABLED": "telemetry on",
     "OTEL_SERVICE_NAME": "stepflow-dagster",
+    "XDG_CACHE_HOME": "~/.cache; the image sets /app/.cache (code policy decisions made at build time)",
 }
 # Flow variables that the deployment makes unused (name -> (deployment tweak that does it)).
 NOT_READ = {
