@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -283,15 +284,32 @@ def web_requests(stack: Stack) -> list[str]:
         return list(json.loads(r.read()))
 
 
+def reviewed_copy(export: Path, folder: Path) -> Path:
+    """The export as a user deploys it: a copy in a flows folder, its deployment file trusting (by code
+    hash) the nodes whose code is not stock, as a reviewer would after reading them."""
+    from stepflow_dagster.runtime.trust import STOCK_ONLY, untrusted
+
+    folder.mkdir(parents=True, exist_ok=True)
+    flow = folder / export.name
+    if not flow.exists():
+        shutil.copy(export, flow)
+        nodes = [(c.node_id, c.data) for step in plan_flow(load_flow(flow)).steps for c in step.components]
+        hashes = sorted({n.sha256 for n in untrusted(nodes, STOCK_ONLY)})
+        if hashes:
+            flow.with_suffix(".yaml").write_text(json.dumps({"run": {"trust": {"code_sha256": hashes}}}))
+    return flow
+
+
 @pytest.fixture(scope="module")
-def outcomes(stack: Stack) -> dict[str, Outcome]:
+def outcomes(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outcome]:
     """Every case, through the parity command's code; the lfx runs of a phase side by side."""
     found: dict[str, Outcome] = {}
+    flows = tmp_path_factory.mktemp("flows")
     for phase in (1, 2):
         cases = {k: c for k, c in CASES.items() if c.phase == phase}
         started: dict[str, tuple[Any, Any, ParityInputs, LfxRun]] = {}
         for key, case in cases.items():
-            flow = shared_flow(case.flow)
+            flow = reviewed_copy(shared_flow(case.flow), flows)
             plan = plan_flow(load_flow(flow))
             inputs = case.inputs(stack)
             started[key] = (flow, plan, inputs, LfxRun(flow, plan, inputs, timeout=900))
