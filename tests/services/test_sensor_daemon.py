@@ -213,15 +213,8 @@ def test_daemon_ingests_a_drop_in_batches_each_document_once(
             runs = ingest_runs(instance)
             assert all(len(run_documents(instance, r)) <= N for r in runs)
             assert len(runs) < 15  # batches: far fewer runs than documents (retries included)
-            # The bad document: failed, by name, node and cause; retried, ATTEMPTS runs in all.
-            status = instance.get_status_by_partition(
-                KEY, [BAD, "a/report.md"], dg.DynamicPartitionsDefinition(name=PARTITIONS)
-            )
-            assert (
-                status is not None
-                and status[BAD].value == "FAILED"
-                and status["a/report.md"].value == "MATERIALIZED"
-            )
+            # The bad document: failed, by name, node and cause; retried, ATTEMPTS runs in all. Its retry
+            # can be launched after every good document is in, so wait for it before reading its status.
             wait_for(
                 lambda: (
                     len([r for r in ingest_runs(instance) if BAD in run_documents(instance, r)]) >= ATTEMPTS
@@ -230,6 +223,14 @@ def test_daemon_ingests_a_drop_in_batches_each_document_once(
                 300,
                 "the bad document's retries",
             )
+            status = instance.get_status_by_partition(
+                KEY, [BAD, "a/report.md"], dg.DynamicPartitionsDefinition(name=PARTITIONS)
+            )
+            assert (
+                status is not None
+                and status[BAD].value == "FAILED"
+                and status["a/report.md"].value == "MATERIALIZED"
+            ), status
             tried = [r for r in ingest_runs(instance) if BAD in run_documents(instance, r)]
             assert len(tried) == ATTEMPTS and all(r.status.value == "FAILURE" for r in tried)
             failures = [
