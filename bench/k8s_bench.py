@@ -37,7 +37,7 @@ import dagster as dg  # noqa: E402
 from services.kube.cluster import KubeCluster, default_nodes  # noqa: E402
 from stepflow_dagster.defs.single import job_for_flow  # noqa: E402
 from tests.k8s.flows import write_pools_flow  # noqa: E402
-from tests.k8s.harness import Deployment  # noqa: E402
+from tests.k8s.harness import NAMESPACE, Deployment  # noqa: E402
 
 
 def step_times(events: list[dg.EventLogEntry]) -> dict[str, dict[str, float]]:
@@ -47,6 +47,32 @@ def step_times(events: list[dg.EventLogEntry]) -> dict[str, dict[str, float]]:
             kind = e.dagster_event.event_type_value
             times.setdefault(e.step_key, {}).setdefault(kind, e.timestamp)
     return times
+
+
+def baseline_pod(kc: KubeCluster, namespace: str, name: str, code: str, out: Path) -> float:
+    """Seconds from creating a Job whose pod runs `python -c CODE` to that process writing its clock:
+    what the same kubelet needs for a pod, without Dagster's step around it."""
+    from kubernetes import client as k8s
+
+    stamp = out / f"{name}.time"
+    script = f"{code}\nimport time; open({str(stamp)!r}, 'w').write(repr(time.time()))"
+    pod = k8s.V1PodSpec(
+        restart_policy="Never",
+        node_selector={"stepflow.io/pool": "cpu"},
+        containers=[k8s.V1Container(name="main", image="python", command=["python", "-c", script])],
+    )
+    job = k8s.V1Job(
+        metadata=k8s.V1ObjectMeta(name=name),
+        spec=k8s.V1JobSpec(backoff_limit=0, template=k8s.V1PodTemplateSpec(spec=pod)),
+    )
+    t0 = time.time()
+    kc.batch_v1().create_namespaced_job(namespace, job)
+    deadline = time.monotonic() + 300
+    while not stamp.exists() or not stamp.read_text():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"baseline pod {name} did not run")
+        time.sleep(0.05)
+    return float(stamp.read_text()) - t0
 
 
 def main() -> None:
@@ -71,6 +97,12 @@ def main() -> None:
         k8s_wall = time.monotonic() - t0
         assert run.status == dg.DagsterRunStatus.SUCCESS, dep.describe(run_id)
         pods = step_times(dep.events(run_id))
+        # The same kubelet, same node pool, no Dagster: best of 3 each.
+        trivial = min(baseline_pod(kc, NAMESPACE, f"trivial-{i}", "pass", work) for i in range(3))
+        imports = min(
+            baseline_pod(kc, NAMESPACE, f"imports-{i}", "import dagster, lfx.graph.graph.base", work)
+            for i in range(3)
+        )
 
     print(
         f"cores: {os.cpu_count()}; run wall time: k8s {k8s_wall:.1f} s (launch to end), in-process {local_wall:.1f} s\n"
@@ -83,6 +115,10 @@ def main() -> None:
         in_pod = t["STEP_SUCCESS"] - t["STEP_START"]
         here = local[step]["STEP_SUCCESS"] - local[step]["STEP_START"]
         print(f"| {step} | {pools.get(step, 'cpu')} | {pod_total:.1f} | {in_pod:.2f} | {here:.2f} |")
+    print(
+        f"\nbaseline pods (Job created -> process done, best of 3): trivial Python {trivial:.1f} s; "
+        f"importing dagster and lfx's graph {imports:.1f} s"
+    )
 
 
 def openrag(n: int, batch: int) -> None:
