@@ -58,7 +58,6 @@ class Deployment:
             "STEPFLOW_FLOWS_DIR": str(self.flows),
             "STEPFLOW_STORAGE": str(self.storage),
             "STEPFLOW_NODE_POOLS": str(self.dir / "pools.yaml"),
-            "LANGFLOW_RESTRICT_LOCAL_FILE_ACCESS": "false",
             "DO_NOT_TRACK": "true",
         }
 
