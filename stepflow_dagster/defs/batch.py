@@ -103,7 +103,7 @@ def run_batch(
     concurrency: int = 4,
 ) -> BatchResult:
     """Run ``step`` for each document, ``concurrency`` documents at a time."""
-    from .ops import run_step, step_settings
+    from .ops import checked_code_policies, run_step, step_settings
 
     versions: dict[str, list[Any]] = {}
     for envelope in _upstream(inputs):
@@ -111,6 +111,7 @@ def run_batch(
     docs = deployment.documents
     reads_file = any(end.kind == "file" and end.step == step.name for end in plan.inputs)
     live_cache: dict[str, Any] = {}
+    code_policies = checked_code_policies(plan, run, deployment)  # the run's checks hold for every document
     outputs: dict[str, dict[str, Any]] = {o.name: {} for o in step.outputs}
     failures: dict[str, dict[str, Any]] = {}
     result = BatchResult(outputs={}, versions=versions, failures=failures)
@@ -128,7 +129,7 @@ def run_batch(
             if docs is not None and (reads_file or document not in versions):
                 # Hashed where the file is read: the data version is the content this run ingested.
                 versions[document] = content_version(document_path(docs.resolved_location(), document))
-            settings = step_settings(plan, run, deployment, document)
+            settings = step_settings(plan, run, deployment, document, code_policies)
             stored, _ = run_step(plan, step, doc_inputs, settings, live_cache=live_cache)
         except Exception as exc:  # one document's fault, whatever raised it: it fails alone
             return "failed", failure(step, exc)

@@ -61,16 +61,31 @@ class StepSettings:
     file_roots: tuple[str, ...] = ()
 
 
-def step_settings(
-    plan: FlowPlan, run: LangflowRun, deployment: FlowDeployment, partition_key: str | None
-) -> StepSettings:
-    from ..runtime import file_access
+def checked_code_policies(plan: FlowPlan, run: LangflowRun, deployment: FlowDeployment) -> dict[str, str]:
+    """The run's code policies, once the run is known to be allowed: no secret in its config, no code
+    the deployment does not trust. Every op checks the whole flow: the first to start refuses, before
+    any component's code runs."""
     from ..runtime.trust import refuse_untrusted
 
-    run.refuse_secrets(plan, deployment)  # secrets: environment only, never run config (secrets branch)
+    run.refuse_secrets(plan, deployment)  # secrets: environment only, never run config
     code_policies = {**run.code_policies(), **deployment.run.code_policy, **run.code_policy}
-    # Every op checks the whole flow: the first to start refuses, before any component's code runs.
     refuse_untrusted(plan, deployment.run.trust.policy(), code_policies)
+    return code_policies
+
+
+def step_settings(
+    plan: FlowPlan,
+    run: LangflowRun,
+    deployment: FlowDeployment,
+    partition_key: str | None,
+    code_policies: dict[str, str] | None = None,
+) -> StepSettings:
+    """What a step needs to run for one document (or none); `code_policies` from
+    `checked_code_policies` when the caller checked the run already (a batch: once, not per document)."""
+    from ..runtime import file_access
+
+    if code_policies is None:
+        code_policies = checked_code_policies(plan, run, deployment)
     tweaks: dict[str, dict[str, Any]] = {k: dict(v) for k, v in deployment.run.tweaks.items()}
     for key, fields in run.all_tweaks(plan).items():
         tweaks.setdefault(key, {}).update(fields)
