@@ -28,3 +28,21 @@ class K8sTranslator(LangflowTranslator):
         # One run tag per pool the flow uses, so that the run queue can limit runs per pool.
         pools = {self.placement.pool_for(plan, s).name for s in plan.steps}
         return {**super().get_job_tags(plan), **{f"{TAG_PREFIX}/uses-{p}": "true" for p in sorted(pools)}}
+
+
+def with_placement(translator: LangflowTranslator, placement: PlacementConfig) -> K8sTranslator:
+    """`translator` that also places each op on its pool, keeping every method its class overrides.
+
+    A user's translator subclasses LangflowTranslator, not K8sTranslator: the placement goes in front of
+    its class in a new class (K8sTranslator's tags, then the user's, then the defaults), with its state.
+    """
+    if isinstance(translator, K8sTranslator):
+        return translator
+    base = type(translator)
+    if base is LangflowTranslator:
+        return K8sTranslator(placement)
+    placed = type(f"K8s{base.__name__}", (K8sTranslator, base), {})
+    combined: K8sTranslator = object.__new__(placed)
+    combined.__dict__.update(vars(translator))
+    combined.placement = placement
+    return combined
