@@ -20,16 +20,36 @@ only, imported then), which defs never does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import dagster as dg
+from dagster.components.utils.translation import TranslationFnResolver
 from pydantic import Field
 
 from .defs import LangflowTranslator, StepflowSettings
+from .defs.deployment import DocumentsConfig
+from .defs.translator import with_mixin
 from .location import build_location
+from .plan import FlowPlan
 
 Executor = Literal["forkserver", "multiprocess", "in_process", "k8s"]
+Translation = Callable[[dg.AssetSpec, FlowPlan], dg.AssetSpec]
+
+
+def _template_vars(plan: FlowPlan) -> dict[str, Any]:
+    # What a `translation` template sees besides `spec`: {{ plan.name }} (the job name), {{ flow }}...
+    return {"plan": plan, "flow": plan.flow, "source": plan.source}
+
+
+class _Translated(LangflowTranslator):
+    """The defs.yaml `translation` applied over the translator's asset spec (dagster-dbt's way)."""
+
+    translation: Translation
+
+    def get_asset_spec(self, plan: FlowPlan, docs: DocumentsConfig) -> dg.AssetSpec:
+        return self.translation(super().get_asset_spec(plan, docs), plan)
 
 
 class LangflowFlows(dg.Component, dg.Resolvable, dg.Model):
@@ -61,6 +81,16 @@ class LangflowFlows(dg.Component, dg.Resolvable, dg.Model):
     keep_credentials: bool = Field(
         default=False, description="Keep literal credentials of the exports (else variable references)."
     )
+    translation: (
+        Annotated[
+            Translation, TranslationFnResolver[FlowPlan](template_vars_for_translation_fn=_template_vars)
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Asset attributes (key, group_name, tags, kinds, metadata, ...) over an ingestion "
+        "flow's asset; templates see {{ spec }}, {{ plan }} and {{ flow }}.",
+    )
     deployments: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per flow file stem: deployment settings (run defaults, documents) merged over the "
@@ -70,6 +100,13 @@ class LangflowFlows(dg.Component, dg.Resolvable, dg.Model):
     def get_translator(self) -> LangflowTranslator:
         """Override in a subclass to name, key and tag the definitions your way."""
         return LangflowTranslator()
+
+    def translator(self) -> LangflowTranslator:
+        """`get_translator()`'s, with this instance's `translation` over its asset specs."""
+        translator = self.get_translator()
+        if self.translation is None:
+            return translator
+        return with_mixin(translator, _Translated, translation=self.translation)
 
     def settings(self, folder: Path) -> StepflowSettings:
         """The settings this component's attributes give, paths relative to its defs.yaml `folder`."""
@@ -101,6 +138,6 @@ class LangflowFlows(dg.Component, dg.Resolvable, dg.Model):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         folder = context.path
         try:
-            return build_location(self.settings(folder), self.get_translator())
+            return build_location(self.settings(folder), self.translator())
         except ValueError as exc:  # FlowError and pydantic's errors too: say which defs.yaml
             raise ValueError(f"{folder / 'defs.yaml'}: {exc}") from exc

@@ -38,14 +38,20 @@ def sink_asset(
     partitions: dg.PartitionsDefinition,
     translator: LangflowTranslator,
 ) -> dg.AssetsDefinition:
+    spec = translator.get_asset_spec(plan, docs)
     return dg.AssetsDefinition.from_graph(
         graph,
-        keys_by_output_name={"result": translator.get_asset_key(plan, docs)},
+        keys_by_output_name={"result": spec.key},
         partitions_def=partitions,
-        group_name=translator.get_group_name(plan),
-        descriptions_by_output_name={"result": translator.get_asset_description(plan, docs)},
-        metadata_by_output_name={"result": dict(translator.get_asset_metadata(plan, docs))},
-        tags_by_output_name={"result": dict(translator.get_asset_tags(plan, docs))},
+        group_name=spec.group_name,
+        descriptions_by_output_name={"result": spec.description} if spec.description else None,
+        metadata_by_output_name={"result": dict(spec.metadata)},
+        tags_by_output_name={"result": dict(spec.tags)},  # kinds too: `dagster/kind/<kind>` tags
+        owners_by_output_name={"result": list(spec.owners)} if spec.owners else None,
+        code_versions_by_output_name={"result": spec.code_version} if spec.code_version else None,
+        automation_conditions_by_output_name={"result": spec.automation_condition}
+        if spec.automation_condition
+        else None,
         # A backfill of many documents (from the UI) runs them in batches: each op once per batch.
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=docs.max_documents_per_run),
     )
@@ -152,7 +158,7 @@ def document_sensor(
     partitions_name: str,
     translator: LangflowTranslator,
 ) -> dg.SensorDefinition:
-    key = translator.get_asset_key(plan, docs)
+    key = translator.get_asset_spec(plan, docs).key
     remove_op = translator.get_removal_op_name(plan)
 
     @dg.sensor(
@@ -267,7 +273,7 @@ def removal_job(
     assert docs is not None
     name = translator.get_removal_job_name(plan)
     sink = plan.step(plan.outputs[0].step)
-    key = translator.get_asset_key(plan, docs)
+    key = translator.get_asset_spec(plan, docs).key
 
     @dg.op(
         name=translator.get_removal_op_name(plan),
@@ -315,7 +321,7 @@ def chunks_check(
     partitioned check ("no PartitionsDefinition shared by all the provided assets")."""
     docs = deployment.documents
     assert docs is not None
-    key = translator.get_asset_key(plan, docs)
+    key = translator.get_asset_spec(plan, docs).key
 
     @dg.asset_check(
         asset=key,

@@ -143,7 +143,7 @@ def step_op(
         ):
             # An ingestion asset's run: every document of the run's partition range, in this one process.
             with telemetry.step_span(context.run_id, attributes):
-                key = translator.get_asset_key(plan, deployment.documents)
+                key = translator.get_asset_spec(plan, deployment.documents).key
                 yield from batch_op(context, plan, step, deployment, inputs, key)
             return
         settings = step_settings(plan, run, deployment, None)

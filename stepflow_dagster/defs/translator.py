@@ -9,7 +9,7 @@ from `LangflowFlows.get_translator()` (the Dagster component).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import dagster as dg
 
@@ -68,6 +68,18 @@ class LangflowTranslator:
 
     # --- an ingestion flow's asset (a deployment with `documents:`) ---------------------------------
 
+    def get_asset_spec(self, plan: FlowPlan, docs: DocumentsConfig) -> dg.AssetSpec:
+        """The sink asset, from the methods below: override one of them, or this whole. Its key is the
+        one the asset's check, sensor, removal job and materializations use."""
+        return dg.AssetSpec(
+            key=self.get_asset_key(plan, docs),
+            group_name=self.get_group_name(plan),
+            description=self.get_asset_description(plan, docs),
+            metadata=self.get_asset_metadata(plan, docs),
+            kinds=set(self.get_asset_kinds(plan, docs)),
+            tags=self.get_asset_tags(plan, docs),
+        )
+
     def get_asset_key(self, plan: FlowPlan, docs: DocumentsConfig) -> dg.AssetKey:
         return dg.AssetKey(docs.asset_key or [self.get_job_name(plan)])
 
@@ -90,8 +102,7 @@ class LangflowTranslator:
         return ["langflow"]
 
     def get_asset_tags(self, plan: FlowPlan, docs: DocumentsConfig) -> Mapping[str, str]:
-        # Kinds are tags in Dagster (`dagster/kind/<kind>`): the UI shows them as the asset's icons.
-        return {f"dagster/kind/{kind}": "" for kind in self.get_asset_kinds(plan, docs)}
+        return {}
 
     def get_partitions_name(self, plan: FlowPlan) -> str:
         return f"{self.get_job_name(plan)}_documents"
@@ -125,3 +136,25 @@ class LangflowTranslator:
 
     def get_sensor_description(self, plan: FlowPlan, docs: DocumentsConfig) -> str:
         return f"New, changed or removed documents in {docs.location} -> batch runs of {plan.flow!r}."
+
+
+T = TypeVar("T", bound=LangflowTranslator)
+
+
+def with_mixin(translator: LangflowTranslator, mixin: type[T], **state: Any) -> T:
+    """`translator` with `mixin`'s methods in front of its own class's, keeping its state: how a code
+    location adds what it needs (k8s placement, a defs.yaml `translation`) to a user's translator
+    without the user subclassing our classes. `mixin` calls `super()` to reach the user's methods."""
+    if isinstance(translator, mixin):
+        combined: T = translator
+    else:
+        base = type(translator)
+        cls = (
+            mixin
+            if base is LangflowTranslator
+            else type(f"{mixin.__name__}{base.__name__}", (mixin, base), {})
+        )
+        combined = object.__new__(cls)
+        combined.__dict__.update(vars(translator))
+    combined.__dict__.update(state)
+    return combined

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from ..defs.translator import TAG_PREFIX, LangflowTranslator
+from ..defs.translator import TAG_PREFIX, LangflowTranslator, with_mixin
 from ..plan import FlowPlan, Step
 from .placement import PlacementConfig, load_placement
 
@@ -31,18 +31,5 @@ class K8sTranslator(LangflowTranslator):
 
 
 def with_placement(translator: LangflowTranslator, placement: PlacementConfig) -> K8sTranslator:
-    """`translator` that also places each op on its pool, keeping every method its class overrides.
-
-    A user's translator subclasses LangflowTranslator, not K8sTranslator: the placement goes in front of
-    its class in a new class (K8sTranslator's tags, then the user's, then the defaults), with its state.
-    """
-    if isinstance(translator, K8sTranslator):
-        return translator
-    base = type(translator)
-    if base is LangflowTranslator:
-        return K8sTranslator(placement)
-    placed = type(f"K8s{base.__name__}", (K8sTranslator, base), {})
-    combined: K8sTranslator = object.__new__(placed)
-    combined.__dict__.update(vars(translator))
-    combined.placement = placement
-    return combined
+    """`translator` (any subclass of LangflowTranslator) that also places each op on its pool."""
+    return with_mixin(translator, K8sTranslator, placement=placement)

@@ -216,6 +216,25 @@ def test_a_translator_override_reaches_everything_built() -> None:
     assert {t.job_name for t in sensor.targets} == {f"{flow}_documents", f"{flow}_removal"}
 
 
+def test_a_yaml_translation_reaches_the_asset_and_its_check() -> None:
+    """defs.yaml's `translation` (dagster-dbt's attribute) over the translator's asset spec."""
+    component = LangflowFlows.resolve_from_yaml(
+        f"""
+flows: {FLOWS}
+translation:
+  group_name: retrieval
+  key_prefix: lf
+  metadata: {{job: "{{{{ plan.name }}}}"}}
+"""
+    )
+    defs = build_defs_for_component(component)
+    key = dg.AssetKey(["lf", "opensearch", "documents"])
+    asset = defs.resolve_assets_def(key)
+    assert asset.group_names_by_key[key] == "retrieval"
+    assert asset.specs_by_key[key].metadata["job"] == "opensearch_ingestion_flow"
+    assert names(defs)["checks"] == {"lf/opensearch/documents:chunks_in_index"}
+
+
 def test_k8s_executor_keeps_the_users_translator() -> None:
     from stepflow_dagster.k8s import stepflow_k8s_executor
 
@@ -229,3 +248,16 @@ def test_k8s_executor_keeps_the_users_translator() -> None:
     assert job.tags["stepflow/uses-gpu"] == "true"  # K8sTranslator's job tags
     op = next(iter(job.graph.iterate_op_defs()))
     assert op.name.startswith("lf_") and "dagster-k8s/config" in op.tags  # both translators at once
+
+
+def test_the_package_import_stays_cheap() -> None:
+    """`stepflow_dagster.LangflowFlows` is imported on first use: the CLI's start does not pay Dagster."""
+    code = (
+        "import sys, stepflow_dagster; cheap = 'dagster' not in sys.modules; "
+        "print(cheap, 'LangflowFlows' in dir(stepflow_dagster), stepflow_dagster.LangflowFlows.__name__)"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["True", "True", "LangflowFlows"]
