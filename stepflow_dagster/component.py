@@ -10,8 +10,9 @@ assets, checks, sensors and resources as the root definitions.py, from the setti
       deployments:                 # per flow file stem, merged over <stem>.yaml beside the export
         hello_world: {run: {variables: {OWNER: alice}}}
 
-Names, keys and tags come from a `LangflowTranslator`: subclass the component and override
-`get_translator()` to change them (as dagster-dbt's components take a translator).
+Names, keys and tags come from a `LangflowTranslator`, as in dagster-dbt's component: a `translation`
+attribute sets the asset's attributes from YAML; a subclass of the component that overrides
+`get_translator()` changes any name.
 
 It lives outside stepflow_dagster.defs because, like definitions.py, it is a code location's choice of
 executor: through stepflow_dagster.location it may bring in stepflow_dagster.k8s (for `executor: k8s`
