@@ -21,6 +21,7 @@ only, imported then), which defs never does.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -53,6 +54,30 @@ class _Translated(LangflowTranslator):
         return self.translation(super().get_asset_spec(plan, docs), plan)
 
 
+# The component tree (one per load of a project, loads one after another) whose code location already
+# has the run-span sensors: a second LangflowFlows instance in the same project leaves them out (Dagster
+# refuses two sensors of one name). A reload is a new tree, whose first instance gives them again.
+_span_sensors_tree: list[Any] = [None]
+
+
+def _first_in_tree(context: dg.ComponentLoadContext) -> bool:
+    tree = context.component_tree
+    if _span_sensors_tree[0] is tree:
+        return False
+    _span_sensors_tree[0] = tree
+    return True
+
+
+class LangflowFlowsScaffolder(dg.Scaffolder):
+    """`dg scaffold defs stepflow_dagster.LangflowFlows NAME`: a defs.yaml and the flows/ folder it
+    names, where the Langflow exports (and their <stem>.yaml deployment files) go."""
+
+    def scaffold(self, request: dg.ScaffoldRequest) -> None:
+        dg.scaffold_component(request, {"flows": "flows", "executor": "forkserver"})
+        (request.target_path / "flows").mkdir(exist_ok=True)
+
+
+@dg.scaffold_with(LangflowFlowsScaffolder)
 class LangflowFlows(dg.Component, dg.Resolvable, dg.Model):
     """Langflow JSON exports as Dagster jobs, one op per Langflow component; ingestion flows (a
     deployment with `documents:`) also as a partitioned asset with its check, drop sensor and removal
@@ -139,6 +164,7 @@ class LangflowFlows(dg.Component, dg.Resolvable, dg.Model):
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         folder = context.path
         try:
-            return build_location(self.settings(folder), self.translator())
+            settings = dataclasses.replace(self.settings(folder), span_sensors=_first_in_tree(context))
+            return build_location(settings, self.translator())
         except ValueError as exc:  # FlowError and pydantic's errors too: say which defs.yaml
             raise ValueError(f"{folder / 'defs.yaml'}: {exc}") from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from ..plan.names import unique_names
 from .assets import chunks_check, document_sensor, documents_partitions, removal_job, sink_asset
 from .deployment import load_deployment, use_overrides
 from .executor import warm_forkserver_executor
-from .io_manager import JsonIOManager
+from .io_manager import JsonIOManager, default_storage
 from .jobs import flow_graph, flow_job
 from .resources import LangflowRun
 from .telemetry_sensors import run_span_sensors
@@ -44,6 +45,9 @@ class StepflowSettings:
     placement: Path | None = None
     # Per flow file stem: deployment settings merged over that flow's <stem>.yaml (defs/deployment.py).
     deployments: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # The run-span sensors (telemetry), which a code location must have once: two instances of the
+    # component in one project give them from the first only.
+    span_sensors: bool = True
 
     @classmethod
     def from_env(cls, root: Path) -> StepflowSettings:
@@ -113,6 +117,16 @@ def _overrides_by_file(settings: StepflowSettings, files: list[Path]) -> dict[Pa
     return {by_stem[stem]: overrides for stem, overrides in settings.deployments.items()}
 
 
+@functools.cache
+def _shared(storage: str) -> tuple[dict[str, Any], tuple[dg.SensorDefinition, ...]]:
+    """The resources (per storage) and run-span sensors, one instance each per process: Dagster merges
+    the definitions of two `LangflowFlows` instances (two defs.yaml) by the identity of their resources,
+    so instances with the same storage share these objects instead of clashing."""
+    return {"langflow": LangflowRun(), "io_manager": JsonIOManager(base_path=storage)}, tuple(
+        run_span_sensors()
+    )
+
+
 def build_definitions(
     settings: StepflowSettings,
     translator: LangflowTranslator | None = None,
@@ -125,7 +139,8 @@ def build_definitions(
     overrides = _overrides_by_file(settings, files)
     plans = load_plans(files, keep_credentials=settings.keep_credentials)
     executor = executor or executor_for(settings)
-    io_manager = JsonIOManager(base_path=settings.storage) if settings.storage else JsonIOManager()
+    # The default storage is read from the environment now, as JsonIOManager() would.
+    resources, span_sensors = _shared(settings.storage or default_storage())
     jobs: list[Any] = []
     assets: list[dg.AssetsDefinition] = []
     sensors: list[dg.SensorDefinition] = []
@@ -168,6 +183,6 @@ def build_definitions(
         assets=assets,
         asset_checks=checks,
         jobs=jobs,
-        sensors=[*run_span_sensors(), *sensors],
-        resources={"langflow": LangflowRun(), "io_manager": io_manager},
+        sensors=[*(span_sensors if settings.span_sensors else ()), *sensors],
+        resources=dict(resources),
     )

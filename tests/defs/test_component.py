@@ -136,6 +136,17 @@ def test_a_bad_defs_yaml_names_the_file_and_field(
         assert phrase in out, out
 
 
+def test_dg_scaffolds_an_instance(project_copy: Path) -> None:
+    res = dg_cli("scaffold", "defs", "stepflow_dagster.LangflowFlows", "more_flows", cwd=project_copy)
+    assert res.returncode == 0, res.stdout + res.stderr
+    made = project_copy / "dg_project" / "defs" / "more_flows"
+    assert (made / "flows").is_dir()
+    assert "type: stepflow_dagster.LangflowFlows" in (made / "defs.yaml").read_text()
+    assert "flows: flows" in (made / "defs.yaml").read_text()
+    res = dg_cli("check", "defs", cwd=project_copy)  # an empty flows folder: nothing more, no error
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
 @pytest.mark.slow
 def test_a_job_launched_from_the_project_succeeds(tmp_path: Path) -> None:
     """`dg launch` of the hello_world job, on the component's default executor (forkserver)."""
