@@ -1,17 +1,13 @@
 """The Dagster code location: one job per Langflow flow in `flows/` (see stepflow_dagster.defs).
 
-With STEPFLOW_EXECUTOR=k8s the location picks the Kubernetes pieces (a pod per component on its node
-pool) and passes them in: stepflow_dagster.defs never imports stepflow_dagster.k8s.
+Settings come from the environment (STEPFLOW_FLOWS_DIR, STEPFLOW_EXECUTOR, ...); with
+STEPFLOW_EXECUTOR=k8s the location runs a pod per component on its node pool. A `dg` project builds the
+same definitions from a defs.yaml instead (the `stepflow_dagster.LangflowFlows` component).
 """
 
 from pathlib import Path
 
-from stepflow_dagster.defs import StepflowSettings, build_definitions
+from stepflow_dagster.defs import StepflowSettings
+from stepflow_dagster.location import build_location
 
-settings = StepflowSettings.from_env(Path(__file__).resolve().parent)
-if settings.executor == "k8s":
-    from stepflow_dagster.k8s import K8sTranslator, stepflow_k8s_executor
-
-    defs = build_definitions(settings, translator=K8sTranslator(), executor=stepflow_k8s_executor)
-else:
-    defs = build_definitions(settings)
+defs = build_location(StepflowSettings.from_env(Path(__file__).resolve().parent))

@@ -235,7 +235,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import dagster as dg
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-    from .defs import StepflowSettings, build_definitions
+    from .defs import LangflowTranslator, StepflowSettings, build_definitions
     from .defs.assets import list_documents
     from .defs.deployment import load_deployment
     from .run_report import failure_lines
@@ -257,7 +257,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         storage = None if os.environ.get("DAGSTER_HOME") else str(Path(tmp) / "storage")
         # One process for every run: lfx is imported once (the daemon's sensor runs use the executor).
         defs = build_definitions(StepflowSettings(flows_dir=flows, executor="in_process", storage=storage))
-        job = defs.resolve_job_def(f"{plan.name}_documents")
+        job = defs.resolve_job_def(LangflowTranslator().get_asset_job_name(plan))
         partitions = job.partitions_def
         assert isinstance(partitions, dg.DynamicPartitionsDefinition) and partitions.name
         documents = [rel for rel, _ in list_documents(str(folder))]

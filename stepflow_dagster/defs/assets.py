@@ -22,29 +22,36 @@ from ..plan import FlowPlan
 from .batch import content_version
 from .deployment import DocumentsConfig, FlowDeployment
 from .resources import LangflowRun
+from .translator import LangflowTranslator
 
 REMOVED = "removed"  # the data version of a document whose chunks were removed
 
 
-def documents_partitions(plan: FlowPlan) -> dg.DynamicPartitionsDefinition:
-    return dg.DynamicPartitionsDefinition(name=f"{plan.name}_documents")
-
-
-def asset_key(plan: FlowPlan, docs: DocumentsConfig) -> dg.AssetKey:
-    return dg.AssetKey(docs.asset_key or [plan.name])
+def documents_partitions(plan: FlowPlan, translator: LangflowTranslator) -> dg.DynamicPartitionsDefinition:
+    return dg.DynamicPartitionsDefinition(name=translator.get_partitions_name(plan))
 
 
 def sink_asset(
-    plan: FlowPlan, graph: dg.GraphDefinition, docs: DocumentsConfig, partitions: dg.PartitionsDefinition
+    plan: FlowPlan,
+    graph: dg.GraphDefinition,
+    docs: DocumentsConfig,
+    partitions: dg.PartitionsDefinition,
+    translator: LangflowTranslator,
 ) -> dg.AssetsDefinition:
+    spec = translator.get_asset_spec(plan, docs)
     return dg.AssetsDefinition.from_graph(
         graph,
-        keys_by_output_name={"result": asset_key(plan, docs)},
+        keys_by_output_name={"result": spec.key},
         partitions_def=partitions,
-        group_name="stepflow",
-        descriptions_by_output_name={
-            "result": f"Documents ingested by the Langflow flow {plan.flow!r}, one partition per document."
-        },
+        group_name=spec.group_name,
+        descriptions_by_output_name={"result": spec.description} if spec.description else None,
+        metadata_by_output_name={"result": dict(spec.metadata)},
+        tags_by_output_name={"result": dict(spec.tags)},  # kinds too: `dagster/kind/<kind>` tags
+        owners_by_output_name={"result": list(spec.owners)} if spec.owners else None,
+        code_versions_by_output_name={"result": spec.code_version} if spec.code_version else None,
+        automation_conditions_by_output_name={"result": spec.automation_condition}
+        if spec.automation_condition
+        else None,
         # A backfill of many documents (from the UI) runs them in batches: each op once per batch.
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=docs.max_documents_per_run),
     )
@@ -149,16 +156,18 @@ def document_sensor(
     removal: dg.JobDefinition,
     docs: DocumentsConfig,
     partitions_name: str,
+    translator: LangflowTranslator,
 ) -> dg.SensorDefinition:
-    key = asset_key(plan, docs)
+    key = translator.get_asset_spec(plan, docs).key
+    remove_op = translator.get_removal_op_name(plan)
 
     @dg.sensor(
-        name=f"{plan.name}_document_drop",
+        name=translator.get_sensor_name(plan),
         jobs=[job, removal],
         minimum_interval_seconds=docs.minimum_interval_seconds,
         # Watching the drop location is what an ingestion deployment is for: on unless stopped in the UI.
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"New, changed or removed documents in {docs.location} -> batch runs of {plan.flow!r}.",
+        description=translator.get_sensor_description(plan, docs),
     )
     def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
@@ -232,7 +241,7 @@ def document_sensor(
                     dg.RunRequest(
                         job_name=removal.name,
                         run_key=f"remove:{digest}:{cursor.get('passes', 0)}",
-                        run_config={"ops": {f"{removal.name}__remove": {"config": {"documents": chunk}}}},
+                        run_config={"ops": {remove_op: {"config": {"documents": chunk}}}},
                         tags={"stepflow/removing": json.dumps(chunk)},
                     )
                 )
@@ -253,20 +262,24 @@ def document_sensor(
 
 
 def removal_job(
-    plan: FlowPlan, deployment: FlowDeployment, partitions_name: str, executor: dg.ExecutorDefinition
+    plan: FlowPlan,
+    deployment: FlowDeployment,
+    partitions_name: str,
+    executor: dg.ExecutorDefinition,
+    translator: LangflowTranslator,
 ) -> dg.JobDefinition:
     """Delete the chunks of documents removed from the drop location, then their partitions."""
     docs = deployment.documents
     assert docs is not None
-    name = f"{plan.name}_removal"
+    name = translator.get_removal_job_name(plan)
     sink = plan.step(plan.outputs[0].step)
-    key = asset_key(plan, docs)
+    key = translator.get_asset_spec(plan, docs).key
 
     @dg.op(
-        name=f"{name}__remove",
+        name=translator.get_removal_op_name(plan),
         out={},  # it reports through materializations, hands nothing on
         required_resource_keys={"langflow"},
-        tags={"stepflow/flow": plan.flow},
+        tags=dict(translator.get_removal_op_tags(plan)),
         config_schema={"documents": dg.Field([str], description="Document paths in the drop location.")},
     )
     def _remove(context: dg.OpExecutionContext) -> Iterable[dg.AssetMaterialization]:
@@ -292,12 +305,15 @@ def removal_job(
         name=name,
         graph_def=dg.GraphDefinition(name=name, node_defs=[_remove]),
         executor_def=executor,
-        description=f"Removes documents that left {docs.location} from the index of {plan.flow!r}.",
+        description=translator.get_removal_job_description(plan, docs),
     )
 
 
 def chunks_check(
-    plan: FlowPlan, deployment: FlowDeployment, partitions: dg.DynamicPartitionsDefinition
+    plan: FlowPlan,
+    deployment: FlowDeployment,
+    partitions: dg.DynamicPartitionsDefinition,
+    translator: LangflowTranslator,
 ) -> dg.AssetChecksDefinition:
     """Every document's chunks are in the index: as many as its latest materialization wrote.
 
@@ -305,13 +321,13 @@ def chunks_check(
     partitioned check ("no PartitionsDefinition shared by all the provided assets")."""
     docs = deployment.documents
     assert docs is not None
-    key = asset_key(plan, docs)
+    key = translator.get_asset_spec(plan, docs).key
 
     @dg.asset_check(
         asset=key,
-        name="chunks_in_index",
+        name=translator.get_check_name(plan),
         required_resource_keys={"langflow"},
-        description="Each document's chunks are in the index: as many as its latest run wrote.",
+        description=translator.get_check_description(plan),
     )
     def _check(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
         from .ops import open_sink

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,12 +147,46 @@ class FlowDeployment(BaseModel):
     documents: DocumentsConfig | None = None
 
 
-def load_deployment(flow_path: Path, flow_name: str) -> FlowDeployment:
-    """The deployment file beside a flow export, or the defaults when there is none."""
+def merge_overrides(base: Any, overrides: Any) -> Any:
+    """`overrides` over `base`: mappings merge key by key, anything else (lists too) replaces."""
+    if isinstance(base, Mapping) and isinstance(overrides, Mapping):
+        merged = dict(base)
+        for key, value in overrides.items():
+            merged[key] = merge_overrides(base.get(key), value) if key in base else value
+        return merged
+    return overrides
+
+
+# Overrides a code location gave over deployment files (the component's `deployments:`), by flow file.
+# The default executor's warm-up reads a run's deployment by its flow file in the run worker, which has
+# loaded that same code location: it finds them here (`deployment_for_source`).
+_OVERRIDES: dict[str, Mapping[str, Any]] = {}
+
+
+def load_deployment(
+    flow_path: Path, flow_name: str, overrides: Mapping[str, Any] | None = None
+) -> FlowDeployment:
+    """The deployment file beside a flow export (the defaults when there is none), with `overrides`
+    merged over it."""
     path = flow_path.with_suffix(".yaml")
-    if not path.exists():
-        return FlowDeployment()
+    where = path.name + (f" with the overrides deployments.{flow_path.stem}" if overrides else "")
     try:
-        return FlowDeployment.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        doc = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
+        if overrides:
+            doc = merge_overrides(doc, overrides)
+        return FlowDeployment.model_validate(doc)
     except (yaml.YAMLError, ValueError) as exc:
-        raise FlowError(flow_name, f"bad deployment file {path.name}: {exc}", field=path.name) from exc
+        raise FlowError(flow_name, f"bad deployment file {where}: {exc}", field=path.name) from exc
+
+
+def use_overrides(flow_path: Path, overrides: Mapping[str, Any] | None) -> None:
+    """What the code location being built gives over the file of `flow_path` (None: the file alone)."""
+    if overrides:
+        _OVERRIDES[str(flow_path)] = overrides
+    else:
+        _OVERRIDES.pop(str(flow_path), None)
+
+
+def deployment_for_source(source: str, flow_name: str) -> FlowDeployment:
+    """The deployment of a flow file as this process's code location built it."""
+    return load_deployment(Path(source), flow_name, _OVERRIDES.get(source))

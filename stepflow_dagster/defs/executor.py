@@ -8,7 +8,6 @@ import json
 import multiprocessing.forkserver
 import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -79,7 +78,7 @@ def _forkserver_for(env: dict[str, str]) -> None:
 def warm_set(job: dg.JobDefinition, execution_plan: Any) -> list[dict[str, Any]]:
     """The flow files and node ids of the steps this run executes (read from the ops' tags), with what
     the flow's deployment file says of their code: its code policies and what it trusts."""
-    from .deployment import load_deployment
+    from .deployment import deployment_for_source
     from .translator import TAG_PREFIX
 
     by_source: dict[str, list[str]] = {}
@@ -91,7 +90,7 @@ def warm_set(job: dg.JobDefinition, execution_plan: Any) -> list[dict[str, Any]]
             by_source.setdefault(source, []).append(node_id)
     targets = []
     for source, nodes in by_source.items():
-        run = load_deployment(Path(source), tags_flow(job)).run
+        run = deployment_for_source(source, tags_flow(job)).run
         trust = dataclasses.asdict(run.trust.policy())  # the whole policy the ops check, field by field
         targets.append(
             {

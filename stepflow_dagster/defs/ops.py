@@ -158,7 +158,8 @@ def step_op(
         ):
             # An ingestion asset's run: every document of the run's partition range, in this one process.
             with telemetry.step_span(context.run_id, attributes):
-                yield from batch_op(context, plan, step, deployment, inputs)
+                key = translator.get_asset_spec(plan, deployment.documents).key
+                yield from batch_op(context, plan, step, deployment, inputs, key)
             return
         settings = step_settings(plan, run, deployment, None)
         metadata: dict[str, Any] = {"node_id": step.node_id}
@@ -211,6 +212,7 @@ def batch_op(
     step: Step,
     deployment: FlowDeployment,
     inputs: Mapping[str, Any],
+    key: dg.AssetKey,
 ) -> Iterator[Any]:
     """One step of a batch run: its component for each document; the sink replaces each document's chunks
     and reports each document as a materialization of its partition, or as failed."""
@@ -222,7 +224,6 @@ def batch_op(
     documents = list(context.partition_keys)
     sink = bool(plan.outputs) and step.name == plan.outputs[0].step
     chunks, old = None, {}
-    key = dg.AssetKey(docs.asset_key or [plan.name])
     kept: dict[str, tuple[str, dg.AssetMaterialization]] = {}
     if sink and context.run.parent_run_id:
         # Re-executed (from failure): a document already ingested with this very content, by the run

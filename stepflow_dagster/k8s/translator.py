@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from ..defs.translator import TAG_PREFIX, LangflowTranslator
+from ..defs.translator import TAG_PREFIX, LangflowTranslator, with_mixin
 from ..plan import FlowPlan, Step
 from .placement import PlacementConfig, load_placement
 
@@ -28,3 +28,8 @@ class K8sTranslator(LangflowTranslator):
         # One run tag per pool the flow uses, so that the run queue can limit runs per pool.
         pools = {self.placement.pool_for(plan, s).name for s in plan.steps}
         return {**super().get_job_tags(plan), **{f"{TAG_PREFIX}/uses-{p}": "true" for p in sorted(pools)}}
+
+
+def with_placement(translator: LangflowTranslator, placement: PlacementConfig) -> K8sTranslator:
+    """`translator` (any subclass of LangflowTranslator) that also places each op on its pool."""
+    return with_mixin(translator, K8sTranslator, placement=placement)
