@@ -185,7 +185,11 @@ class LocalRun:
         status = run.status.value if run is not None and run.status.value in TERMINAL else None
         if status is None and self.proc is not None and self.proc.poll() is not None:
             status = "FAILURE"  # the worker died before it could say so: its events are all in
-        kinds = {DagsterEventType.HANDLED_OUTPUT, DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE}
+        kinds = {
+            DagsterEventType.HANDLED_OUTPUT,
+            DagsterEventType.STEP_SUCCESS,
+            DagsterEventType.STEP_FAILURE,
+        }
         events: list[StepEvent] = []
         while True:
             conn = self.instance.get_records_for_run(self.run_id, cursor=self.cursor, of_type=kinds)
@@ -196,7 +200,9 @@ class LocalRun:
                 if event.event_type == DagsterEventType.HANDLED_OUTPUT:
                     data = event.event_specific_data
                     path = data.metadata.get("path")
-                    events.append(StepEvent("output", step, data.output_name, str(getattr(path, "value", ""))))
+                    events.append(
+                        StepEvent("output", step, data.output_name, str(getattr(path, "value", "")))
+                    )
                 elif event.event_type == DagsterEventType.STEP_SUCCESS:
                     events.append(StepEvent("success", step))
                 else:
@@ -296,13 +302,17 @@ class RemoteRun:
             for event in logs["events"]:
                 kind, step = event["__typename"], str(event.get("stepKey") or "").rsplit(".", 1)[-1]
                 if kind == "HandledOutputEvent":
-                    entry = next((e for e in event["metadataEntries"] if e["label"] == "path"), {})
+                    entry: dict[str, Any] = next(
+                        (e for e in event["metadataEntries"] if e["label"] == "path"), {}
+                    )
                     path = entry.get("text") or entry.get("path") or ""
                     events.append(StepEvent("output", step, event["outputName"], path))
                 elif kind == "ExecutionStepSuccessEvent":
                     events.append(StepEvent("success", step))
                 elif kind == "ExecutionStepFailureEvent":
-                    events.append(StepEvent("failure", step, cause=(event.get("error") or {}).get("message", "")))
+                    events.append(
+                        StepEvent("failure", step, cause=(event.get("error") or {}).get("message", ""))
+                    )
             if not logs["hasMore"]:
                 return events, status
 
@@ -356,7 +366,9 @@ def vertex_results(graph: Any, plan: FlowPlan, step: Step, paths: Mapping[str, s
         results = values.get(node, {})
         result = ResultData(
             results=results,
-            outputs={name: {"message": value, "type": type(value).__name__} for name, value in results.items()},
+            outputs={
+                name: {"message": value, "type": type(value).__name__} for name, value in results.items()
+            },
             component_display_name=component.display_name,
             component_id=node,
         )
@@ -364,7 +376,9 @@ def vertex_results(graph: Any, plan: FlowPlan, step: Step, paths: Mapping[str, s
         vertex.built = True
         if vertex.custom_component is None:
             vertex.custom_component = _Ran(component.display_name)
-        found.append(VertexBuildResult(result_dict=result, params="", valid=True, artifacts={}, vertex=vertex))
+        found.append(
+            VertexBuildResult(result_dict=result, params="", valid=True, artifacts={}, vertex=vertex)
+        )
     return found
 
 

@@ -117,7 +117,7 @@ def failures(result: dg.ExecuteJobResult, plan: FlowPlan) -> list[StepFailure]:
     return event_failures(result.all_events, plan)
 
 
-def event_failures(events: Iterable[dg.DagsterEvent], plan: FlowPlan) -> list[StepFailure]:
+def event_failures(events: Iterable[Any], plan: FlowPlan) -> list[StepFailure]:
     """The failed steps among a run's events (as a run's result or its event log gives them)."""
     found: list[StepFailure] = []
     for event in events:
