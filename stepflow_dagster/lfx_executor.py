@@ -15,9 +15,11 @@ Where the run goes:
   Dagster terminates a run (SIGINT: the executor stops its steps, the run ends CANCELED).
 
 `unit.runtime_options` keys read: `initial_inputs` (an `InputValueRequest` or a dict with `input_value`),
-`session_id`, `dagster_url`, `dagster_job`; the others are ignored. Variables of the request
-(`graph.context["request_variables"]`, lfx serve's global vars) reach the step processes through their
-environment, never run config (a deployment gets none: its processes have their own environment).
+`session_id`, `dagster_url`, `dagster_job`, and `deployment` (a deployment file for a local run, else
+`$STEPFLOW_DEPLOYMENT`: lfx hands over a graph, not the export's path); the others are ignored.
+Variables of the request (`graph.context["request_variables"]`, lfx serve's global vars) reach the step
+processes through their environment, never run config (a deployment gets none: its processes have their
+own environment).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from .plan import FlowPlan, Step, plan_flow
 
 URL_ENV = "STEPFLOW_DAGSTER_URL"
 JOB_ENV = "STEPFLOW_DAGSTER_JOB"
+DEPLOYMENT_ENV = "STEPFLOW_DEPLOYMENT"  # a deployment file (flows/<name>.yaml) for a local run
 POLL_SECONDS = 0.1
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
 CANCEL_GRACE_SECONDS = 20.0  # a terminated run's steps stop at their next check; then they are killed
@@ -68,6 +71,7 @@ class Call:
     session_id: str | None
     variables: dict[str, str]
     job: str | None = None
+    deployment: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
 
     def run_config(self, *, quiet: bool) -> dict[str, Any]:
@@ -128,6 +132,7 @@ def prepare(unit: Unit) -> Call:
         session_id=opts.get("session_id") or getattr(graph, "session_id", None),
         variables=_request_variables(graph),
         job=opts.get("dagster_job") or os.environ.get(JOB_ENV),
+        deployment=opts.get("deployment") or os.environ.get(DEPLOYMENT_ENV),
         tags={"stepflow/lfx_executor": "dagster"},
     )
 
@@ -153,6 +158,8 @@ class LocalRun:
 
         flow_path = Path(self.tmp) / "flow.json"
         flow_path.write_text(json.dumps(self.call.doc), encoding="utf-8")
+        if self.call.deployment:  # its tweaks, variables, secrets and code trust, as beside an export
+            shutil.copyfile(self.call.deployment, flow_path.with_suffix(".yaml"))
         self.instance, storage = run_instance(str(Path(self.tmp) / "instance"))
         executor = os.environ.get("STEPFLOW_EXECUTOR", StepflowSettings.executor)
         job = reconstructable_job(str(flow_path), executor, storage)
