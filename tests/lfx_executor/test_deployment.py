@@ -1,0 +1,48 @@
+"""The `dagster` executor with `STEPFLOW_DAGSTER_URL`: a call goes to a real webserver (GraphQL), the
+daemon launches the run from its queue, and the result streams back as with a local run."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import dagster as dg
+import pytest
+from lfx.execution import RunComplete, StepResult, Unit
+
+from stepflow_dagster.flow import load_flow
+from stepflow_dagster.lfx_executor import DagsterExecutor
+from stepflow_dagster.plan import plan_flow
+from tests.conftest import ROOT
+from tests.frontends.conftest import Stack
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_call_runs_the_deployments_job_and_streams_its_result(
+    dagster_stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lfx.cli.script_loader import extract_structured_result
+    from lfx.load import load_flow_from_json
+
+    flow = ROOT / "flows/hello_world.json"
+    monkeypatch.setenv("STEPFLOW_DAGSTER_URL", dagster_stack.url)
+    # lfx's loader keeps no flow name: the deployment's job is named (as `build_definitions` names it)
+    monkeypatch.setenv("STEPFLOW_DAGSTER_JOB", "hello_world")
+
+    async def drain() -> list[Any]:
+        unit = Unit(graph=load_flow_from_json(str(flow)))
+        return [item async for item in DagsterExecutor().execute(unit)]
+
+    items = asyncio.run(drain())
+    assert isinstance(items[-1], RunComplete)
+    payloads = [i.payload for i in items if isinstance(i, StepResult)]
+    assert extract_structured_result(payloads)["result"] == "Hello, World!"
+
+    with dg.DagsterInstance.from_config(str(dagster_stack.home)) as instance:
+        (run,) = [r for r in instance.get_runs() if r.tags.get("stepflow/lfx_executor") == "dagster"]
+        assert run.job_name == "hello_world" and run.status == dg.DagsterRunStatus.SUCCESS
+        events = [r.dagster_event for r in instance.all_logs(run.run_id) if r.dagster_event]
+        assert "PIPELINE_ENQUEUED" in {e.event_type_value for e in events}  # the daemon launched it
+        succeeded = sorted(str(e.step_key) for e in events if e.is_step_success)
+    assert succeeded == sorted(step.name for step in plan_flow(load_flow(flow)).steps)
