@@ -246,7 +246,12 @@ class LocalRun:
 
     def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.wait()
+            try:  # the run has ended: its worker is exiting
+                self.proc.wait(CANCEL_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
         if self.instance is not None:
             self.instance.dispose()
         shutil.rmtree(self.tmp, ignore_errors=True)

@@ -179,3 +179,29 @@ def test_a_failed_component_raises_lfx_error_naming_the_node(
         match=r"(?s)Error building Component Flaky: .*the service is down.*node Flaky-fl001",
     ):
         asyncio.run(drain(executor.execute(Unit(graph=graph))))
+
+
+def test_graph_arun_returns_what_in_process_lfx_returns() -> None:
+    """`Graph.arun` (the legacy shape, through `Coordinator.run_to_completion`) with the kind chosen."""
+    from lfx.execution import (
+        Coordinator,
+        get_default_registry,
+        reset_default_coordinator,
+        set_default_coordinator,
+    )
+
+    async def arun(kind: str) -> Any:
+        set_default_coordinator(Coordinator(registry=get_default_registry(), executor_kind=kind))
+        try:
+            return await chat_unit().graph.arun(inputs=[{"input_value": "via arun"}])
+        finally:
+            reset_default_coordinator()
+
+    def texts(outputs: Any) -> list[tuple[str | None, str]]:
+        return [(r.component_id, r.results["message"].text) for run in outputs for r in run.outputs]
+
+    assert (
+        texts(asyncio.run(arun("dagster")))
+        == texts(asyncio.run(arun("in-process")))
+        == [("chat_output", "via arun")]
+    )
