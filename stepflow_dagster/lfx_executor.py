@@ -15,8 +15,9 @@ Where the run goes:
   Dagster terminates a run (SIGINT: the executor stops its steps, the run ends CANCELED).
 
 `unit.runtime_options` keys read: `initial_inputs` (an `InputValueRequest` or a dict with `input_value`),
-`session_id`, `dagster_url`, `dagster_job`, and `deployment` (a deployment file for a local run, else
-`$STEPFLOW_DEPLOYMENT`: lfx hands over a graph, not the export's path); the others are ignored.
+`session_id`, `event_manager` (told each vertex's end), `dagster_url`, `dagster_job`, and `deployment` (a
+deployment file for a local run, else `$STEPFLOW_DEPLOYMENT`: lfx hands over a graph, not the export's
+path); the others are ignored.
 Variables of the request (`graph.context["request_variables"]`, lfx serve's global vars) reach the step
 processes through their environment, never run config (a deployment gets none: its processes have their
 own environment).
@@ -426,6 +427,7 @@ class DagsterExecutor(Executor):
         paths: dict[str, dict[str, str]] = {}
         failures: list[StepEvent] = []
         outputs: list[Any] = []
+        event_manager = unit.runtime_options.get("event_manager")
         # The start goes on in its thread if this task is cancelled meanwhile: the finally waits for it.
         started = asyncio.ensure_future(asyncio.to_thread(run.start))
         try:
@@ -445,6 +447,13 @@ class DagsterExecutor(Executor):
                         for result in built:
                             if any(end.node == result.vertex.id for end in call.plan.outputs):
                                 outputs.append(result.result_dict)
+                            if event_manager is not None:  # what Graph.async_start tells a UI per vertex
+                                data = {
+                                    "id": result.vertex.id,
+                                    "valid": True,
+                                    "data": result.result_dict.model_dump(),
+                                }
+                                event_manager.on_end_vertex(data={"build_data": data})
                             yield StepResult(payload=result)
                 if status is None:
                     await asyncio.sleep(POLL_SECONDS)

@@ -93,7 +93,12 @@ def test_each_call_returns_a_fresh_async_iterator(executor: DagsterExecutor) -> 
 
 
 def test_stream_is_step_results_then_exactly_one_run_complete(executor: DagsterExecutor) -> None:
-    items = asyncio.run(drain(executor.execute(chat_unit("hello seam"))))
+    from lfx.events.event_manager import create_default_event_manager
+
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    unit = chat_unit("hello seam")
+    unit.runtime_options["event_manager"] = create_default_event_manager(queue)
+    items = asyncio.run(drain(executor.execute(unit)))
     assert isinstance(items[-1], RunComplete)
     assert all(isinstance(i, StepResult) for i in items[:-1])
     assert sum(isinstance(i, RunComplete) for i in items) == 1
@@ -102,6 +107,8 @@ def test_stream_is_step_results_then_exactly_one_run_complete(executor: DagsterE
     assert final_text(items) == "hello seam"  # the Chat Input took the input, as in-process lfx does
     (outputs,) = items[-1].outputs  # Graph.arun's shape: one RunOutputs, the output vertices' results
     assert [r.component_id for r in outputs.outputs] == ["chat_output"]
+    told = [queue.get_nowait() for _ in range(queue.qsize())]  # a UI hears of each vertex's end
+    assert sum(b'"end_vertex"' in item[1] for item in told) == 2
 
 
 def test_concurrent_calls_on_one_instance_are_isolated(executor: DagsterExecutor) -> None:
