@@ -138,6 +138,12 @@ def prepare(unit: Unit) -> Call:
     )
 
 
+def worker_env(variables: Mapping[str, str]) -> dict[str, str]:
+    """The run worker's environment, which its step processes inherit: the request's variables, and lfx
+    in-process there (a Loop's body or a sub-flow inside an op must not become a Dagster run of its own)."""
+    return {**os.environ, **variables, "LANGFLOW_EXECUTOR_KIND": "in-process"}
+
+
 class LocalRun:
     """A run on the local instance, in its own run worker process (and process group)."""
 
@@ -179,7 +185,7 @@ class LocalRun:
                 stdin=subprocess.DEVNULL,
                 stdout=log,  # lfx run prints its result on stdout: the worker writes elsewhere
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **self.call.variables},
+                env=worker_env(self.call.variables),
                 start_new_session=True,  # its step processes are killed with it if it must be
             )
         return self.run_id

@@ -212,3 +212,11 @@ def test_graph_arun_returns_what_in_process_lfx_returns() -> None:
         == texts(asyncio.run(arun("in-process")))
         == [("chat_output", "via arun")]
     )
+
+
+def test_the_steps_run_lfx_in_process_with_the_requests_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stepflow_dagster.lfx_executor import worker_env
+
+    monkeypatch.setenv("LANGFLOW_EXECUTOR_KIND", "dagster")
+    env = worker_env({"OWNER": "alice"})
+    assert env["LANGFLOW_EXECUTOR_KIND"] == "in-process" and env["OWNER"] == "alice"
