@@ -220,3 +220,26 @@ def test_the_steps_run_lfx_in_process_with_the_requests_variables(monkeypatch: p
     monkeypatch.setenv("LANGFLOW_EXECUTOR_KIND", "dagster")
     env = worker_env({"OWNER": "alice"})
     assert env["LANGFLOW_EXECUTOR_KIND"] == "in-process" and env["OWNER"] == "alice"
+
+
+def test_a_requests_global_variable_reaches_the_component_never_the_run_config(
+    executor: DagsterExecutor, dagster_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lfx serve's global vars (graph.context["request_variables"]) for a secret field: the component
+    reads the value from its process's environment; the run's stored config and event log never hold it."""
+    from lfx.cli.runtime_variables import apply_global_vars_to_graph
+    from lfx.load import load_flow_from_json
+
+    from tests.conftest import ROOT
+
+    secret = "sk-request-var-0123456789abcdef"
+    monkeypatch.delenv("STEPFLOW_TEST_SECRET", raising=False)
+    monkeypatch.setenv("STEPFLOW_DEPLOYMENT", str(ROOT / "tests/flows/secret_probe.yaml"))  # trusts its code
+    graph = load_flow_from_json(str(ROOT / "tests/flows/secret_probe.json"))
+    apply_global_vars_to_graph(graph, {"STEPFLOW_TEST_SECRET": secret})
+    items = asyncio.run(drain(executor.execute(Unit(graph=graph))))
+    assert final_text(items).startswith(f"len={len(secret)} sha=")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        (run,) = instance.get_runs()
+        stored = repr(run.run_config) + "".join(repr(r) for r in instance.all_logs(run.run_id))
+    assert run.status == dg.DagsterRunStatus.SUCCESS and secret not in stored
