@@ -93,23 +93,21 @@ def flow_document(graph: Any) -> dict[str, Any]:
     return {"name": graph.flow_name or "flow", "id": graph.flow_id, "data": data}
 
 
-def _input_value(unit: Unit) -> str | None:
+def _input_config(unit: Unit) -> tuple[str | None, dict[str, Any]]:
+    """The input and where lfx puts it (as LangflowRun's config: `input_value`, or tweaks). The streaming
+    path (`lfx run`, `lfx serve`: `initial_inputs`) sets Chat Inputs only (`Vertex.build`); `Graph.arun`
+    (the seam's `inputs`, `[{"input_value": ...}]`) every input component (`_set_inputs`, no type)."""
     inputs = unit.runtime_options.get("initial_inputs")
-    if inputs is None and unit.inputs:  # Graph.arun's legacy shape: [{"input_value": ...}]
+    legacy = inputs is None and bool(unit.inputs)
+    if legacy:
         inputs = unit.inputs[0]
     value = inputs.get("input_value") if isinstance(inputs, Mapping) else getattr(inputs, "input_value", None)
-    return None if value is None else str(value)
-
-
-def _input_config(unit: Unit, value: str | None) -> dict[str, Any]:
-    """Where lfx puts the input: `Graph.arun` (legacy) on every input component (`_set_inputs`, no type
-    given), the streaming path (`lfx run`, `lfx serve`) on Chat Inputs only (`Vertex.build`)."""
     if value is None:
-        return {}
-    if unit.runtime_options.get("_use_arun_legacy"):
-        return {"input_value": value}
+        return None, {}
+    if legacy:
+        return str(value), {"input_value": str(value)}
     chat = [v.id for v in unit.graph.vertices if v.vertex_type == "ChatInput" and v.is_input]
-    return {"tweaks": {node: {"input_value": value} for node in chat}} if chat else {}
+    return str(value), {"tweaks": {node: {"input_value": str(value)} for node in chat}} if chat else {}
 
 
 def _request_variables(graph: Any) -> dict[str, str]:
@@ -124,12 +122,12 @@ def prepare(unit: Unit) -> Call:
     doc = flow_document(graph)
     plan = plan_flow(parse_flow(doc, default_name=doc["name"]))
     opts = unit.runtime_options
-    value = _input_value(unit)
+    value, inputs = _input_config(unit)
     return Call(
         plan=plan,
         doc=doc,
         input_value=value,
-        inputs=_input_config(unit, value),
+        inputs=inputs,
         session_id=opts.get("session_id") or getattr(graph, "session_id", None),
         variables=_request_variables(graph),
         job=opts.get("dagster_job") or os.environ.get(JOB_ENV),
@@ -195,9 +193,11 @@ class LocalRun:
 
         from .run_report import event_failures
 
+        # Whether the worker had exited, read before the run's status: a worker reports the end, then exits.
+        exited = self.proc is not None and self.proc.poll() is not None
         run = self.instance.get_run_by_id(self.run_id)
         status = run.status.value if run is not None and run.status.value in TERMINAL else None
-        if status is None and self.proc is not None and self.proc.poll() is not None:
+        if status is None and exited:
             status = "FAILURE"  # the worker died before it could say so: its events are all in
         kinds = {
             DagsterEventType.HANDLED_OUTPUT,
