@@ -6,9 +6,9 @@ per component) and streams each finished component back as lfx's own `VertexBuil
 the same final output as from the in-process executor.
 
 Where the run goes:
-- `STEPFLOW_DAGSTER_URL` set: submitted to that webserver by GraphQL (the deployment's code location must
-  hold the flow's job, matched by the job name `build_definitions` gives it, or `STEPFLOW_DAGSTER_JOB`);
-  the values are read from the IO manager's files, which must then be readable here (a shared volume).
+- `STEPFLOW_DAGSTER_URL` set: submitted to that webserver by GraphQL (a code location must hold the
+  flow's job: the one whose ops are the flow's steps, or the one `STEPFLOW_DAGSTER_JOB` names); the
+  values are read from the IO manager's files, which must then be readable here (a shared volume).
 - otherwise: the `$DAGSTER_HOME` instance, else a temporary one (as `stepflow-dagster run`), in a run
   worker process of its own (`dagster api execute_run`, what Dagster's default run launcher starts), so
   concurrent calls share no step processes or environment, and a cancelled call is terminated as
@@ -264,6 +264,15 @@ class LocalRun:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+JOBS_QUERY = """
+query StepflowLfxJobs {
+  repositoriesOrError {
+    __typename
+    ... on RepositoryConnection { nodes { name location { name } jobs { name solids { name } } } }
+    ... on PythonError { message }
+  }
+}
+"""
 LOGS_QUERY = """
 query StepflowLfxLogs($runId: ID!, $cursor: String) {
   logsForRun(runId: $runId, afterCursor: $cursor) {
@@ -299,11 +308,38 @@ class RemoteRun:
         self.run_id = ""
         self.cursor: str | None = None
 
+    def job(self) -> tuple[str, str | None, str | None]:
+        """(job, location, repository): the one named, else the deployment's job whose ops are this flow's
+        steps (lfx's loader keeps no flow name; an op is named by its node, in every deployment)."""
+        if self.call.job:
+            return self.call.job, None, None
+        steps = {step.name for step in self.call.plan.steps}
+        repos = self.client._execute(JOBS_QUERY)["repositoriesOrError"]  # noqa: SLF001
+        if repos["__typename"] != "RepositoryConnection":
+            raise RuntimeError(f"Dagster deployment: {repos.get('message', repos['__typename'])}")
+        found = [
+            (job["name"], repo["location"]["name"], repo["name"])
+            for repo in repos["nodes"]
+            for job in repo["jobs"]
+            if {op["name"] for op in job["solids"]} == steps
+        ]
+        named = [f for f in found if f[0] == self.call.plan.name]
+        if len(found) == 1 or len(named) == 1:
+            return (named or found)[0]
+        which = f"several ({', '.join(f[0] for f in found)})" if found else "none"
+        raise RuntimeError(
+            f"Dagster deployment: {which} of its jobs run the steps {sorted(steps)}; set {JOB_ENV} to the job"
+        )
+
     def start(self) -> str:
-        name = self.call.job or self.call.plan.name
+        name, location, repository = self.job()
         self.run_id = str(
             self.client.submit_job_execution(
-                name, run_config=self.call.run_config(quiet=False), tags=self.call.tags
+                name,
+                repository_location_name=location,
+                repository_name=repository,
+                run_config=self.call.run_config(quiet=False),
+                tags=self.call.tags,
             )
         )
         return self.run_id

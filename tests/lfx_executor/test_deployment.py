@@ -28,8 +28,9 @@ def test_a_call_runs_the_deployments_job_and_streams_its_result(
 
     flow = ROOT / "flows/hello_world.json"
     monkeypatch.setenv("STEPFLOW_DAGSTER_URL", dagster_stack.url)
-    # lfx's loader keeps no flow name: the deployment's job is named (as `build_definitions` names it)
-    monkeypatch.setenv("STEPFLOW_DAGSTER_JOB", "hello_world")
+    # lfx's loader keeps no flow name: the job is found by its ops (the flow's steps), among the
+    # deployment's jobs (hello_world, the OpenRAG ingestion's, its removal job)
+    monkeypatch.delenv("STEPFLOW_DAGSTER_JOB", raising=False)
 
     async def drain() -> list[Any]:
         unit = Unit(graph=load_flow_from_json(str(flow)))
