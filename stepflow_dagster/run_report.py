@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -113,8 +114,13 @@ class StepFailure:
 
 
 def failures(result: dg.ExecuteJobResult, plan: FlowPlan) -> list[StepFailure]:
+    return event_failures(result.all_events, plan)
+
+
+def event_failures(events: Iterable[Any], plan: FlowPlan) -> list[StepFailure]:
+    """The failed steps among a run's events (as a run's result or its event log gives them)."""
     found: list[StepFailure] = []
-    for event in result.all_events:
+    for event in events:
         if not event.is_step_failure:
             continue
         step = plan.step(str(event.step_key).rsplit(".", 1)[-1])  # asset steps: graph-prefixed
