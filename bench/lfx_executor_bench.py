@@ -70,7 +70,9 @@ def main() -> None:
     print(f"added by the dagster executor: {rows[1][2] - rows[0][2]:.2f} s")
     if args.cli:
         walls = {kind: min(cli(kind) for _ in range(args.repeat)) for kind in ("in-process", "dagster")}
-        print(f"fresh `lfx run` wall (s): in-process {walls['in-process']:.2f}, dagster {walls['dagster']:.2f}")
+        print(
+            f"fresh `lfx run` wall (s): in-process {walls['in-process']:.2f}, dagster {walls['dagster']:.2f}"
+        )
 
 
 if __name__ == "__main__":
