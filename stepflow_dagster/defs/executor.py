@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
-from dagster._core.code_pointer import FileCodePointer
+from dagster._core.code_pointer import FileCodePointer, ModuleCodePointer, PackageCodePointer
 from dagster._core.definitions.dependency import NodeHandle
 
 from ..runtime.warm import WARM_ENV
@@ -54,9 +54,14 @@ class WarmForkserverExecutor(dg.Executor):
         job = plan_context.job.get_definition()
         os.environ[WARM_ENV] = json.dumps(warm_set(job, execution_plan))
         pointer = plan_context.reconstructable_job.repository.pointer
-        if isinstance(pointer, FileCodePointer):
-            code = [pointer.python_file, pointer.working_directory, pointer.fn_name, job.name]
-            os.environ[CODE_ENV] = json.dumps(code)
+        code = None
+        if isinstance(pointer, FileCodePointer):  # definitions.py, `dagster job execute -f`
+            code = ["file", pointer.python_file, pointer.working_directory, pointer.fn_name]
+        elif isinstance(pointer, ModuleCodePointer | PackageCodePointer):  # a `dg` project, `-m`
+            attribute = pointer.fn_name if isinstance(pointer, ModuleCodePointer) else pointer.attribute
+            code = ["module", pointer.module, pointer.working_directory, attribute]
+        if code:
+            os.environ[CODE_ENV] = json.dumps([*code, job.name])
         _forkserver_for(dict(os.environ))
         yield from self._inner.execute(plan_context, execution_plan)
 
