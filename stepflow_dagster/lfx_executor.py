@@ -34,6 +34,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -305,6 +306,9 @@ class RemoteRun:
 
         self.call = call
         self.client = client_for(url)
+        # One GraphQL session at a time: a cancel comes from another thread while a poll may be under way,
+        # and the client's transport refuses a second connection ("Transport is already connected").
+        self.lock = threading.RLock()
         self.run_id = ""
         self.cursor: str | None = None
 
@@ -332,19 +336,24 @@ class RemoteRun:
         )
 
     def start(self) -> str:
-        name, location, repository = self.job()
-        self.run_id = str(
-            self.client.submit_job_execution(
-                name,
-                repository_location_name=location,
-                repository_name=repository,
-                run_config=self.call.run_config(quiet=False),
-                tags=self.call.tags,
+        with self.lock:
+            name, location, repository = self.job()
+            self.run_id = str(
+                self.client.submit_job_execution(
+                    name,
+                    repository_location_name=location,
+                    repository_name=repository,
+                    run_config=self.call.run_config(quiet=False),
+                    tags=self.call.tags,
+                )
             )
-        )
-        return self.run_id
+            return self.run_id
 
     def poll(self) -> tuple[list[StepEvent], str | None]:
+        with self.lock:
+            return self._poll()
+
+    def _poll(self) -> tuple[list[StepEvent], str | None]:
         value = self.client.get_run_status(self.run_id).value
         status = value if value in TERMINAL else None
         events: list[StepEvent] = []
@@ -375,8 +384,9 @@ class RemoteRun:
         return ""
 
     def cancel(self) -> None:
-        if self.run_id and self.client.get_run_status(self.run_id).value not in TERMINAL:
-            self.client.terminate_run(self.run_id)
+        with self.lock:
+            if self.run_id and self.client.get_run_status(self.run_id).value not in TERMINAL:
+                self.client.terminate_run(self.run_id)
 
     def close(self) -> None:
         pass
