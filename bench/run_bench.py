@@ -2,8 +2,9 @@
 
     uv run python bench/run_bench.py [--repeat 2]
 
-Each cell is the best of --repeat runs of a fresh process (what a user waits for), in seconds; the last
-columns give the time per component above `lfx run`.
+Each cell is the best of --repeat runs of a fresh process (what a user waits for), in seconds, the modes
+interleaved; then the issue's goals: in-process against `lfx run`, and the seconds per component that a
+process per step adds to the in-process run.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ def main() -> None:
     env.pop("DAGSTER_HOME", None)
     cli = [sys.executable, "-m", "stepflow_dagster.cli", "run"]
     print(
-        "| flow (components) | lfx run | in-process | multiprocess | forkserver + preload | per component above lfx: multiprocess / forkserver |"
+        "| flow (components) | lfx run | in-process | multiprocess | forkserver + preload (default) "
+        "| in-process / lfx run | per component above in-process: multiprocess | forkserver |"
     )
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as tmp:
         for label, flow, inputs, tweaks in flows(Path(tmp)):
             n = int(label.split("(")[1].rstrip(")"))
@@ -67,20 +69,22 @@ def main() -> None:
             if "--input" in inputs:
                 lfx_args += ["--input-value", inputs[1]]
             ours = [*cli, str(flow), *inputs, "--tweaks", json.dumps(tweaks)]
-            cells = {
-                "lfx": min(timed(lfx_args, env) for _ in range(args.repeat)),
-                "in_process": min(timed([*ours, "--in-process"], env) for _ in range(args.repeat)),
-                "multiprocess": min(
-                    timed(ours, {**env, "STEPFLOW_EXECUTOR": "multiprocess"}) for _ in range(args.repeat)
-                ),
-                "forkserver": min(
-                    timed(ours, {**env, "STEPFLOW_EXECUTOR": "forkserver"}) for _ in range(args.repeat)
-                ),
+            runs = {
+                "lfx": (lfx_args, env),
+                "in_process": ([*ours, "--in-process"], env),
+                "multiprocess": (ours, {**env, "STEPFLOW_EXECUTOR": "multiprocess"}),
+                "forkserver": (ours, {**env, "STEPFLOW_EXECUTOR": "forkserver"}),
             }
-            over = [(cells[k] - cells["lfx"]) / n for k in ("multiprocess", "forkserver")]
+            times: dict[str, list[float]] = {k: [] for k in runs}
+            for _ in range(args.repeat):  # interleaved: a busy moment of the machine spreads over all
+                for key, (command, environ) in runs.items():
+                    times[key].append(timed(command, environ))
+            cells = {k: min(v) for k, v in times.items()}
             print(
                 f"| {label} | {cells['lfx']:.1f} | {cells['in_process']:.1f} | {cells['multiprocess']:.1f} "
-                f"| {cells['forkserver']:.1f} | {over[0]:.1f} / {over[1]:.1f} |",
+                f"| {cells['forkserver']:.1f} | {cells['in_process'] / cells['lfx']:.2f} "
+                f"| {(cells['multiprocess'] - cells['in_process']) / n:.2f} "
+                f"| {(cells['forkserver'] - cells['in_process']) / n:.2f} |",
                 flush=True,
             )
 

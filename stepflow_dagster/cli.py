@@ -161,37 +161,43 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     plan = plan_flow(load_flow(args.flow))  # a bad flow fails here, before anything runs
-    import dagster as dg
-
-    from .defs import StepflowSettings
     from .defs.deployment import load_deployment
-    from .defs.ops import preview
+    from .defs.forkserver import DEFAULT_EXECUTOR
     from .defs.secret_config import refuse_secrets
-    from .defs.single import reconstructable_job
-    from .run_report import failure_lines, run_instance
-    from .runtime import decode
+    from .runtime.code_policy import default_code_policies
+    from .runtime.trust import refuse_untrusted
 
     config = run_config(args)
     deployment = load_deployment(Path(args.flow), plan.flow)
     # Before anything is launched (Dagster would store the run config): a secret in a tweak is refused,
     # and so is code the deployment file does not trust.
     refuse_secrets(plan, deployment, {}, config["resources"]["langflow"]["config"]["tweaks"])
-    from .defs.resources import LangflowRun
-    from .runtime.trust import refuse_untrusted
-
-    policies = config["resources"]["langflow"]["config"].get("code_policy", {})
-    run = LangflowRun(code_policy=policies)
-    refuse_untrusted(
-        plan, deployment.run.trust.policy(), {**run.code_policies(), **deployment.run.code_policy, **policies}
-    )
+    policies = {
+        **default_code_policies(),
+        **deployment.run.code_policy,
+        **config["resources"]["langflow"]["config"].get("code_policy", {}),
+    }
+    refuse_untrusted(plan, deployment.run.trust.policy(), policies)
     for item in args.var:
         # Variables reach the step processes through their environment, never through run config.
         name, sep, value = item.partition("=")
         if not sep or not name:
             raise SystemExit(f"error: --var takes NAME=VALUE, not {item!r}")
         os.environ[name] = value
-    default = os.environ.get("STEPFLOW_EXECUTOR", StepflowSettings.executor)
-    executor = "in_process" if args.in_process else default
+    executor = "in_process" if args.in_process else os.environ.get("STEPFLOW_EXECUTOR", DEFAULT_EXECUTOR)
+    if executor == DEFAULT_EXECUTOR:
+        # Before Dagster is imported here: the server's imports and warm-up (seconds) run beside this
+        # process's own until the first step.
+        from .defs.forkserver import start_warm_forkserver, warm_environment, warm_targets_for_flow
+
+        start_warm_forkserver(warm_environment(warm_targets_for_flow(Path(args.flow), plan, deployment)))
+    import dagster as dg
+
+    from .defs.ops import PREVIEW_CHARS, preview
+    from .defs.single import reconstructable_job
+    from .run_report import failure_lines, run_instance
+    from .runtime import decode
+
     with tempfile.TemporaryDirectory(prefix="stepflow-run-") as tmp:
         instance, storage = run_instance(tmp, verbose=args.verbose)
         with (
@@ -213,12 +219,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                     print(line, file=sys.stderr)
                 return 1
             outputs = {}
-            produced = {e.step_key for e in result.all_events if e.event_type_value == "STEP_OUTPUT"}
+            # Each flow output's step recorded its preview: whole when shorter than the preview's
+            # limit, and then printed from there, without importing lfx here to decode the value.
+            previews: dict[tuple[str | None, str], str | None] = {}
+            for event in result.all_events:
+                if event.event_type_value == "STEP_OUTPUT":
+                    data = event.step_output_data
+                    recorded = data.metadata.get("flow_output")
+                    text = recorded.value if isinstance(recorded, dg.TextMetadataValue) else None
+                    previews[(event.step_key, data.output_name)] = text
             for end in plan.outputs:
-                if end.step not in produced:  # a router's branch not taken
+                if (end.step, end.field) not in previews:  # a router's branch not taken
                     continue
-                value = decode(result.output_for_node(end.step, end.field))
-                outputs[end.node] = preview(value, limit=1_000_000)
+                text = previews[(end.step, end.field)]
+                if text is None or len(text) >= PREVIEW_CHARS:
+                    text = preview(decode(result.output_for_node(end.step, end.field)), limit=1_000_000)
+                outputs[end.node] = text
     if args.json:
         print(json.dumps(outputs, indent=2, ensure_ascii=False))
     else:

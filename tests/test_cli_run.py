@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from stepflow_dagster.defs.ops import PREVIEW_CHARS
+from tests.conftest import ROOT, SHARED_FLOWS
 
 pytestmark = pytest.mark.slow
 
@@ -84,10 +85,44 @@ def test_verbose_failure_shows_the_event_log_and_traceback(tmp_path) -> None:  #
     assert "  cause: ConnectionError: the service is down" in res.stderr
 
 
-def test_var_reaches_the_component_and_not_the_output() -> None:
+@pytest.mark.parametrize("executor", [["--in-process"], []], ids=["in-process", "default executor"])
+def test_var_reaches_the_component_and_not_the_output(executor: list[str]) -> None:
     secret = "sk-cli-var-0123456789abcdef"
     res = run(
-        str(ROOT / "tests/flows/secret_probe.json"), "--in-process", "--var", f"STEPFLOW_TEST_SECRET={secret}"
+        str(ROOT / "tests/flows/secret_probe.json"), *executor, "--var", f"STEPFLOW_TEST_SECRET={secret}"
     )
     assert res.returncode == 0, res.stderr
     assert f"len={len(secret)} sha=" in res.stdout and secret not in res.stdout + res.stderr
+
+
+HELLO = SHARED_FLOWS / "lfx_template__hello-world.json"
+
+
+def test_an_output_longer_than_its_preview_is_printed_whole() -> None:
+    """The CLI prints a short output from the preview its step recorded, a long one from its value."""
+    text = "".join(f"line {i}: the quick brown fox\n" for i in range(200))  # 5,500 characters
+    assert len(text) > PREVIEW_CHARS
+    for given in ("hi there", text):
+        res = run(str(HELLO), "--input", given)
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == given + "\n"
+
+
+def test_the_default_executor_keeps_the_forkserver_the_cli_started_early() -> None:
+    """`run` starts the forkserver before it imports Dagster; the run's executor must find the same
+    environment and fork every step from that server, not stop it and start another."""
+    script = f"""
+import multiprocessing.forkserver as fs
+from stepflow_dagster.cli import main
+stops = []
+stop = fs._forkserver._stop
+fs._forkserver._stop = lambda: (stops.append(fs._forkserver._forkserver_pid), stop())
+rc = main(["run", {str(HELLO)!r}, "--input", "hi"])
+print("rc", rc, "stops", len(stops), "server", fs._forkserver._forkserver_pid is not None)
+"""
+    environ = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"}
+    res = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, env=environ, timeout=600
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["hi", "rc 0 stops 0 server True"], res.stdout + res.stderr

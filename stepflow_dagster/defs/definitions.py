@@ -17,6 +17,7 @@ from ..plan.names import unique_names
 from .assets import chunks_check, document_sensor, documents_partitions, removal_job, sink_asset
 from .deployment import load_deployment, use_overrides
 from .executor import warm_forkserver_executor
+from .forkserver import DEFAULT_EXECUTOR
 from .io_manager import JsonIOManager, default_storage
 from .jobs import flow_graph, flow_job
 from .resources import LangflowRun
@@ -34,7 +35,7 @@ class StepflowSettings:
     flows_dir: Path | None = Path("flows")  # every *.json in it; None: `extra_flows` only
     # A process per step, forked from a server that has imported lfx once (bench/run_bench.py: about
     # half the wall time of plain multiprocess).
-    executor: str = "forkserver"
+    executor: str = DEFAULT_EXECUTOR
     max_concurrent: int | None = None
     storage: str | None = (
         None  # folder or URL for op outputs; default $STEPFLOW_STORAGE or $DAGSTER_HOME/storage

@@ -14,7 +14,7 @@ import json
 import os
 
 import stepflow_dagster.runtime.preload  # noqa: F401  (lfx, and the run's components built once)
-from stepflow_dagster.defs.executor import CODE_ENV
+from stepflow_dagster.defs.forkserver import CODE_ENV
 
 
 def load_code_location(

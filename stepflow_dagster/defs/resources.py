@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -51,7 +50,9 @@ class LangflowRun(dg.ConfigurableResource):
 
     def code_policies(self) -> dict[str, str]:
         """Per node id or display name, "*" the default ($STEPFLOW_CODE_POLICY, else upgrade-stock)."""
-        return {"*": os.environ.get("STEPFLOW_CODE_POLICY", "upgrade-stock"), **self.code_policy}
+        from ..runtime.code_policy import default_code_policies
+
+        return default_code_policies(self.code_policy)
 
     def refuse_secrets(self, plan: FlowPlan, deployment: FlowDeployment) -> None:
         """Refuse this run before its component runs if its config gives a secret value (or the flow

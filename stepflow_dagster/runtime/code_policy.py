@@ -43,6 +43,13 @@ CodePolicy = Literal["upgrade-stock", "frozen"]
 # ones (choose it per node when the frozen code cannot run here); frozen: every node runs its own code.
 CODE_POLICIES: tuple[str, ...] = ("upgrade-stock", "upgrade", "frozen")
 
+
+def default_code_policies(given: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A run's code policies by node id or display name, "*" the default: $STEPFLOW_CODE_POLICY, else
+    upgrade-stock; ``given`` (the run's own) over them."""
+    return {"*": os.environ.get("STEPFLOW_CODE_POLICY", "upgrade-stock"), **(given or {})}
+
+
 # Entry-point groups through which lfx discovers installed extension bundles.
 _EXTENSION_GROUPS = ("langflow.extensions", "lfx.bundles")
 _TOOL_OUTPUT_NAME = "component_as_tool"

@@ -185,8 +185,6 @@ def test_deployment_overrides_merge_over_the_file() -> None:
 
 def test_the_default_executor_warms_with_the_overridden_deployment() -> None:
     """The forkserver's warm-up reads a run's deployment by flow file: it sees the defs.yaml overrides."""
-    from types import SimpleNamespace
-
     from stepflow_dagster.defs.executor import warm_set
 
     policy = {"TextInput-J1CQK": "upgrade-stock"}
@@ -194,7 +192,7 @@ def test_the_default_executor_warms_with_the_overridden_deployment() -> None:
         LangflowFlows(flows=str(FLOWS), deployments={"hello_world": {"run": {"code_policy": policy}}})
     )
     job = defs.resolve_job_def("hello_world")
-    (target,) = warm_set(job, SimpleNamespace(step_keys_to_execute=["TextInput_J1CQK", "ChatOutput_boh63"]))
+    (target,) = warm_set(job, ["TextInput_J1CQK", "ChatOutput_boh63"])
     assert target["code_policy"] == policy and sorted(target["nodes"]) == [
         "ChatOutput-boh63",
         "TextInput-J1CQK",
