@@ -49,7 +49,7 @@ def main() -> None:
     os.environ.setdefault("DAGSTER_TELEMETRY_ENABLED", "false")
     config: dict = {}
     if args.child_profile:
-        from stepflow_dagster.defs.executor import PRELOAD
+        from stepflow_dagster.defs.forkserver import PRELOAD
 
         os.environ["STEPFLOW_CHILD_PROFILE"] = profiles = tempfile.mkdtemp(prefix="child-profile-")
         start = {"forkserver": {"preload_modules": [*PRELOAD, "child_profile"]}}
@@ -138,6 +138,8 @@ def print_table(records: list, phases: dict[str, float], title: str) -> None:
         kind = r.dagster_event.event_type_value if r.dagster_event else "LOG"
         if r.step_key:
             by_step[r.step_key].append((r.timestamp, kind))
+    # A step a router skipped never starts (STEP_SKIPPED only): it has no phases.
+    by_step = {s: ev for s, ev in by_step.items() if any(kind == "STEP_START" for _, kind in ev)}
     print(f"## {title}\n")
     columns = ("process", "setup", "component", "io", "exit")
     print("| step | " + " | ".join(columns) + " |")
