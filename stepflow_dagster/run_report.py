@@ -36,6 +36,9 @@ def run_instance(tmp: str, verbose: bool = False) -> tuple[dg.DagsterInstance, s
     Unless the instance's dagster.yaml exists and says so: telemetry off (a temporary or new instance
     would greet the user with a banner on stderr), and without ``verbose`` the step processes' own
     event loggers at WARNING (they ignore the run config's loggers)."""
+    from .defs import migrations
+
+    migrations.install()
     overrides: dict[str, Any] = dict(NO_TELEMETRY)
     if not verbose:
         overrides["python_logs"] = {"python_log_level": "WARNING"}

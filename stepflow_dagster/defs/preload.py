@@ -14,6 +14,7 @@ import json
 import os
 
 import stepflow_dagster.runtime.preload  # noqa: F401  (lfx, and the run's components built once)
+from stepflow_dagster.defs import migrations
 from stepflow_dagster.defs.forkserver import CODE_ENV
 
 
@@ -38,34 +39,12 @@ def load_code_location(
         definitions.get_repository_def().get_job(job)
 
 
-def cache_migration_scripts() -> None:
-    """Each step process opens the run's instance, and each SQLite storage checks its schema against
-    Dagster's migration scripts: alembic parses every script file again (0.1-0.2 s a step). The scripts
-    are the installed package's and cannot change while the forkserver lives: parse them once here."""
-    from alembic.config import Config
-    from alembic.script import ScriptDirectory
-    from dagster._core.storage import sql
-    from dagster._core.storage.runs.sqlite import sqlite_run_storage
-
-    if getattr(sql, "ScriptDirectory", None) is not ScriptDirectory:
-        return  # Dagster no longer checks this way: nothing to cache
-    parsed: dict[str, ScriptDirectory] = {}
-
-    class CachedScripts:
-        @staticmethod
-        def from_config(config: Config) -> ScriptDirectory:
-            # Every storage's config points at the same scripts: one parse serves them all.
-            location = config.get_main_option("script_location") or ""
-            if location not in parsed:
-                parsed[location] = ScriptDirectory.from_config(config)
-            return parsed[location]
-
-    sql.ScriptDirectory = CachedScripts  # type: ignore[assignment,misc]
-    CachedScripts.from_config(sql.get_alembic_config(sqlite_run_storage.__file__)).as_revision_number("head")
-
-
 with contextlib.suppress(Exception):
-    cache_migration_scripts()
+    # Each step opens the run's instance: the head of Dagster's migration scripts is known here once.
+    from dagster._core.storage.sql import ALEMBIC_SCRIPTS_LOCATION
+
+    migrations.install()
+    migrations.head(ALEMBIC_SCRIPTS_LOCATION)
 
 if os.environ.get(CODE_ENV):
     with contextlib.suppress(Exception):
