@@ -2,9 +2,9 @@
 
 Each SQL storage of an instance (runs, event log, schedules) compares its database's alembic revision with
 the head of Dagster's migration scripts, and alembic finds that head by importing every script (89 files):
-0.3-0.4 s of opening a temporary instance, paid by every process that opens one. The scripts are the installed package's,
-so their head is kept on disk, keyed by the scripts' folder and the names and sizes of its files, and the
-scripts are parsed again only when those change (or for any other revision than the head).
+0.3-0.4 s of opening a temporary instance, paid by every process that opens one. The scripts are the
+installed package's, so their head is kept on disk, keyed by the scripts' folder and the names and sizes
+of its files, and the scripts are parsed again only when those change (or for another revision).
 """
 
 from __future__ import annotations
