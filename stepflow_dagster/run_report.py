@@ -67,10 +67,12 @@ def temporary_instance(tmp: str, overrides: dict[str, Any]) -> dg.DagsterInstanc
 
     from dagster._core.instance.ref import InstanceRef
 
-    def ref(home: Path) -> InstanceRef:
-        return InstanceRef.from_dir(str(home), overrides={**overrides, **_consolidated(home)})
+    from .cache import cache_dir
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stepflow-dagster"
+    def ref(home: Path) -> InstanceRef:
+        return InstanceRef.from_dir(str(home), overrides={**overrides, **_temporary_storage(home)})
+
+    cache = cache_dir()
     template = cache / f"instance-{dg.__version__}"
     try:
         if not template.exists():
@@ -86,16 +88,16 @@ def temporary_instance(tmp: str, overrides: dict[str, Any]) -> dg.DagsterInstanc
     return dg.DagsterInstance.from_ref(ref(Path(tmp)))
 
 
-def _consolidated(home: Path) -> dict[str, Any]:
+def _temporary_storage(home: Path) -> dict[str, Any]:
     return {
         "event_log_storage": {
             "module": "dagster._core.storage.event_log",
             "class": "ConsolidatedSqliteEventLogStorage",
             "config": {"base_dir": str(home / "history")},
         },
-        # Nothing captured: the instance is gone after the run, and Dagster's local capture starts two
-        # `tail -F` and two Python watcher processes a step (0.09 s of a step's own time) only to mirror
-        # the step's output to this terminal, where it goes anyway uncaptured.
+        # One event log database (not one per run), and nothing captured: the instance is gone after the
+        # run, and Dagster's local capture starts two `tail -F` and two Python watcher processes a step
+        # only to mirror the step's output to this terminal, where it goes anyway uncaptured.
         "compute_logs": {
             "module": "dagster._core.storage.noop_compute_log_manager",
             "class": "NoOpComputeLogManager",

@@ -13,9 +13,10 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
+
+from ..cache import cache_dir, write_whole
 
 
 def install() -> None:
@@ -48,7 +49,7 @@ def install() -> None:
 @functools.cache
 def head(location: str) -> Any:
     key = f"{location}:{_fingerprint(location)}"
-    path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stepflow-dagster/alembic.json"
+    path = cache_dir() / "alembic.json"
     with contextlib.suppress(OSError, ValueError):
         cached = json.loads(path.read_text(encoding="utf-8"))
         if isinstance(cached.get(key), str):
@@ -56,10 +57,7 @@ def head(location: str) -> Any:
     found = _parsed(location).as_revision_number("head")
     if isinstance(found, str):
         with contextlib.suppress(OSError):  # no writable cache: parsed again next time
-            path.parent.mkdir(parents=True, exist_ok=True)
-            staging = path.with_name(f"{path.name}.{os.getpid()}")
-            staging.write_text(json.dumps({key: found}), encoding="utf-8")
-            staging.replace(path)  # atomic: a reader sees the old file or this one
+            write_whole(path, json.dumps({key: found}))
     return found
 
 

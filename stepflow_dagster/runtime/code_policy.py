@@ -36,6 +36,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
+from ..cache import cache_dir, write_whole
 from .code_inputs import input_mismatches, inputs_from_source, template_inputs
 
 CodePolicy = Literal["upgrade-stock", "frozen"]
@@ -335,19 +336,15 @@ def decide_code(node_data: Mapping[str, Any], policy: str = "upgrade-stock") -> 
     with contextlib.suppress(OSError, ValueError, TypeError):
         return CodeDecision(**json.loads(path.read_text(encoding="utf-8")))
     decision = _decide_patched(node_data, policy)
-    with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        staging = path.with_suffix(f".{os.getpid()}.tmp")
-        staging.write_text(json.dumps(dataclasses.asdict(decision)), encoding="utf-8")
-        staging.replace(path)  # whole or not at all, whoever writes it first
+    with contextlib.suppress(OSError):  # no writable cache: decided again next time
+        write_whole(path, json.dumps(dataclasses.asdict(decision)))
     return decision
 
 
 def _decision_path(node_data: Mapping[str, Any], policy: str) -> Path:
     node = {"type": node_data.get("type"), "node": node_data.get("node"), "policy": policy}
     key = hashlib.sha256(json.dumps([node, _installed_stamp()], sort_keys=True, default=str).encode())
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "stepflow-dagster"
-    return cache / "code-decisions" / f"{key.hexdigest()}.json"
+    return cache_dir() / "code-decisions" / f"{key.hexdigest()}.json"
 
 
 @functools.cache
